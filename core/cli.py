@@ -1,0 +1,508 @@
+"""The command line: `python -m core <command>`, for people and CI pipelines.
+
+Exit codes: 0 success, 2 a gate failed, 1 any error (one line on stderr; the
+traceback only with --debug). `--json` prints machine-readable results on
+stdout; progress and logs always go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from core import audit, gates, promotion, registry
+from core.config import STAGES, Settings, load_settings, with_actor
+from core.data import list_builtin
+from core.errors import StudioError
+from core.tracking import quiet_mlflow_warnings
+from core.training import ESTIMATORS, Progress, TrainRequest, train
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_ERROR, EXIT_GATE_FAILED = 0, 1, 2
+
+
+class UsageError(StudioError):
+    """The command line itself is wrong (unknown flag, missing argument)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors; 2 means "gate failed" here, so raise."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `python -m core {self._command()} --help`)")
+
+    def _command(self) -> str:
+        parts = self.prog.split()
+        return parts[-1] if len(parts) > 1 and parts[-1] != "core" else ""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit code."""
+    parser = build_parser()
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        args = parser.parse_args(argv)
+        _configure_logging(args.debug, args.verbose)
+        settings = with_actor(load_settings(), args.actor)
+        handler: Callable[[Settings, argparse.Namespace], int] = args.handler
+        return handler(settings, args)
+    except StudioError as exc:
+        if debug:
+            logger.exception("Command failed")
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last line of defence: one line, not a traceback
+        if debug:
+            raise
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for "
+            "the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    common = _Parser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    common.add_argument(
+        "--actor", help="who is acting (default: STUDIO_ACTOR or the OS user)"
+    )
+
+    parser = _Parser(
+        prog="python -m core",
+        parents=[common],
+        description="Promotion Studio: train, gate, promote and serve "
+        "MLflow model versions.",
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+
+    train_cmd = commands.add_parser(
+        "train", parents=[common], help="train and register a candidate version"
+    )
+    train_cmd.add_argument(
+        "--dataset",
+        required=True,
+        help=f"built-in ({', '.join(list_builtin())}) or a .csv/.parquet path",
+    )
+    train_cmd.add_argument("--target", help="target column (files only)")
+    train_cmd.add_argument(
+        "--estimator", default="logistic_regression", choices=sorted(ESTIMATORS)
+    )
+    train_cmd.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="hyper-parameter, repeatable (e.g. --param C=0.5)",
+    )
+    train_cmd.add_argument("--test-size", type=float, default=0.25)
+    train_cmd.add_argument("--seed", type=int, default=42)
+    train_cmd.add_argument("--description", default="")
+    train_cmd.set_defaults(handler=_train)
+
+    gate_cmd = commands.add_parser(
+        "gate", parents=[common], help="evaluate the gate policy on a version"
+    )
+    gate_cmd.add_argument("version", nargs="?", help="version (default: newest)")
+    gate_cmd.add_argument(
+        "--stdin",
+        action="store_true",
+        help='read {"run_id","accuracy","model_version"} JSON from '
+        "stdin and compare with ACCURACY_THRESHOLD",
+    )
+    gate_cmd.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="CHECK=VALUE",
+        help="override a check's threshold",
+    )
+    gate_cmd.add_argument(
+        "--no-record", action="store_true", help="evaluate without recording the result"
+    )
+    gate_cmd.add_argument("--reason", default="")
+    gate_cmd.set_defaults(handler=_gate)
+
+    promote_cmd = commands.add_parser(
+        "promote", parents=[common], help="move staging or production to a version"
+    )
+    promote_cmd.add_argument(
+        "version",
+        nargs="?",
+        help="version (default: newest for staging, the staging "
+        "version for production)",
+    )
+    promote_cmd.add_argument("--to", required=True, choices=STAGES)
+    promote_cmd.add_argument("--reason", default="", help="why; recorded")
+    promote_cmd.add_argument(
+        "--expect",
+        metavar="VERSION|none",
+        help="fail unless the alias still holds this version",
+    )
+    promote_cmd.add_argument(
+        "--skip-smoke",
+        action="store_true",
+        help="promote to production without a smoke result (needs --reason)",
+    )
+    promote_cmd.add_argument(
+        "--override",
+        action="store_true",
+        help="bypass failed preconditions (needs --reason)",
+    )
+    promote_cmd.set_defaults(handler=_promote)
+
+    rollback_cmd = commands.add_parser(
+        "rollback", parents=[common], help="return an alias to its previous version"
+    )
+    rollback_cmd.add_argument("--alias", default="production", choices=STAGES)
+    rollback_cmd.add_argument("--reason", default="", help="why; required")
+    rollback_cmd.add_argument("--expect", metavar="VERSION")
+    rollback_cmd.set_defaults(handler=_rollback)
+
+    status_cmd = commands.add_parser(
+        "status", parents=[common], help="versions, aliases, gate and smoke results"
+    )
+    status_cmd.add_argument("--limit", type=int, default=20)
+    status_cmd.set_defaults(handler=_status)
+
+    history_cmd = commands.add_parser(
+        "history", parents=[common], help="the audit log, newest first"
+    )
+    history_cmd.add_argument("--limit", type=int, default=20)
+    history_cmd.add_argument(
+        "--kind", action="append", default=[], choices=audit.EVENT_KINDS
+    )
+    history_cmd.add_argument("--alias", choices=STAGES)
+    history_cmd.add_argument("--version")
+    history_cmd.set_defaults(handler=_history)
+
+    policy_cmd = commands.add_parser(
+        "policy", parents=[common], help="show the gate policy in force"
+    )
+    policy_cmd.set_defaults(handler=_policy)
+    return parser
+
+
+def _train(settings: Settings, args: argparse.Namespace) -> int:
+    request = TrainRequest(
+        dataset=args.dataset,
+        target=args.target,
+        estimator=args.estimator,
+        params=_pairs(args.param, "--param"),
+        test_size=args.test_size,
+        seed=args.seed,
+        description=args.description,
+    )
+
+    def show(progress: Progress) -> None:
+        print(f"[{progress.fraction:4.0%}] {progress.message}", file=sys.stderr)
+
+    result = train(settings, request, progress=show)
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        print(
+            f"Registered {result.model_name} version {result.model_version} "
+            f"(run {result.run_id})"
+        )
+        print(
+            _table(
+                [{"metric": k, "value": f"{v:.4f}"} for k, v in result.metrics.items()]
+            )
+        )
+        print(f"Next: python -m core gate {result.model_version}")
+    return EXIT_OK
+
+
+def _gate(settings: Settings, args: argparse.Namespace) -> int:
+    if args.stdin:
+        return _gate_stdin(settings)
+    policy = gates.load_policy(settings)
+    overrides = {k: float(v) for k, v in _pairs(args.threshold, "--threshold").items()}
+    if overrides:
+        policy = policy.with_thresholds(overrides)
+    version = args.version or _newest(settings)
+    result = gates.evaluate_gate(
+        settings, version, policy, record=not args.no_record, reason=args.reason
+    )
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        print(
+            f"Gate for {result.model_name} version {result.version} under policy "
+            f"{result.policy_digest}: {'PASSED' if result.passed else 'FAILED'}"
+        )
+        print(
+            _table(
+                [
+                    {
+                        "check": c.name,
+                        "observed": _num(c.observed),
+                        "rule": f"{c.op} {c.threshold:g}",
+                        "result": "pass" if c.passed else "FAIL",
+                    }
+                    for c in result.checks
+                ]
+            )
+        )
+        if result.passed:
+            print(f"Next: python -m core promote {result.version} --to staging")
+    return EXIT_OK if result.passed else EXIT_GATE_FAILED
+
+
+def _gate_stdin(settings: Settings) -> int:
+    raw = sys.stdin.read()
+    try:
+        payload = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise StudioError(
+            f"stdin is not JSON ({exc.msg} at line {exc.lineno}); send "
+            '{"run_id": "...", "accuracy": 0.93, "model_version": 1}.'
+        ) from None
+    threshold = settings.accuracy_threshold
+    if threshold is None:
+        policy = gates.load_policy(settings)
+        accuracy_checks = [
+            c for c in policy.checks if c.options.get("metric") == "accuracy"
+        ]
+        threshold = accuracy_checks[0].threshold if accuracy_checks else 0.9
+    result = gates.evaluate_payload(payload, threshold)
+    print(json.dumps(result))
+    return EXIT_OK if result["passed"] else EXIT_GATE_FAILED
+
+
+def _promote(settings: Settings, args: argparse.Namespace) -> int:
+    if (args.skip_smoke or args.override) and not args.reason.strip():
+        flag = "--skip-smoke" if args.skip_smoke else "--override"
+        raise UsageError(f'{flag} needs --reason "..." saying why; it is recorded.')
+    version = args.version or _default_promote_version(settings, args.to)
+    result = promotion.promote(
+        settings,
+        version,
+        args.to,
+        expected=_expected(args.expect),
+        reason=args.reason,
+        override_reason=args.reason if args.override else "",
+        skip_smoke_reason=args.reason if args.skip_smoke else "",
+    )
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        was = f"version {result.previous}" if result.previous else "unset"
+        print(
+            f"{result.alias} of {settings.model_name} -> version {result.version} "
+            f"(was {was}); recorded as audit run {result.event.run_id}"
+        )
+        if result.overridden:
+            print(f"Overridden preconditions: {', '.join(result.overridden)}")
+    return EXIT_OK
+
+
+def _rollback(settings: Settings, args: argparse.Namespace) -> int:
+    result = promotion.rollback(
+        settings, args.alias, expected=_expected(args.expect), reason=args.reason
+    )
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        print(
+            f"Rolled back {result.alias} of {settings.model_name} from version "
+            f"{result.previous} to version {result.version}"
+        )
+    return EXIT_OK
+
+
+def _status(settings: Settings, args: argparse.Namespace) -> int:
+    versions = registry.list_versions(settings, limit=args.limit)
+    held = registry.aliases(settings)
+    if args.json:
+        _print_json(
+            {
+                "model_name": settings.model_name,
+                "aliases": held,
+                "tracking_uri": settings.redacted_tracking_uri(),
+                "versions": [v.as_dict() for v in versions],
+            }
+        )
+        return EXIT_OK
+    print(f"Model {settings.model_name} at {settings.redacted_tracking_uri()}")
+    for stage in STAGES:
+        print(
+            f"  {stage:<10} -> {('version ' + held[stage]) if stage in held else '-'}"
+        )
+    if not versions:
+        print(
+            "No versions yet. Train one: python -m core train --dataset breast_cancer"
+        )
+        return EXIT_OK
+    print(
+        _table(
+            [
+                {
+                    "version": v.version,
+                    "aliases": ",".join(v.aliases) or "-",
+                    "estimator": v.tags.get("studio.estimator", "-"),
+                    "accuracy": _num(v.metrics.get("accuracy")),
+                    "f1": _num(v.metrics.get("f1")),
+                    "gate": _verdict(v.gate_passed),
+                    "smoke": _verdict(v.smoke_passed),
+                    "created": v.created_at.strftime("%Y-%m-%d %H:%M"),
+                }
+                for v in versions
+            ]
+        )
+    )
+    return EXIT_OK
+
+
+def _history(settings: Settings, args: argparse.Namespace) -> int:
+    events = audit.history(
+        settings,
+        kinds=tuple(args.kind),
+        alias=args.alias,
+        version=args.version,
+        limit=args.limit,
+    )
+    if args.json:
+        _print_json([e.as_dict() for e in events])
+        return EXIT_OK
+    if not events:
+        print("No recorded events yet.")
+        return EXIT_OK
+    print(
+        _table(
+            [
+                {
+                    "when (UTC)": e.at.strftime("%Y-%m-%d %H:%M:%S"),
+                    "event": e.kind,
+                    "alias": e.alias or "-",
+                    "version": e.version or "-",
+                    "from": e.from_version or "-",
+                    "outcome": e.outcome,
+                    "actor": e.actor,
+                    "reason": (
+                        e.reason + (f" [override: {e.override}]" if e.override else "")
+                    )[:60]
+                    or "-",
+                }
+                for e in events
+            ]
+        )
+    )
+    return EXIT_OK
+
+
+def _policy(settings: Settings, args: argparse.Namespace) -> int:
+    policy = gates.load_policy(settings)
+    if args.json:
+        _print_json(
+            {
+                "digest": policy.digest,
+                "source": policy.source,
+                "checks": [c.as_dict() for c in policy.checks],
+            }
+        )
+        return EXIT_OK
+    print(f"Gate policy {policy.digest} from {policy.source}")
+    print(
+        _table(
+            [
+                {
+                    "check": c.name,
+                    "kind": c.kind,
+                    "rule": f"{c.op} {c.threshold:g}",
+                    "options": ", ".join(f"{k}={v}" for k, v in c.options.items())
+                    or "-",
+                }
+                for c in policy.checks
+            ]
+        )
+    )
+    return EXIT_OK
+
+
+def _newest(settings: Settings) -> str:
+    versions = registry.list_versions(settings, limit=1)
+    if not versions:
+        raise StudioError(
+            f"{settings.model_name} has no versions yet; train one with "
+            "`python -m core train --dataset breast_cancer`."
+        )
+    return versions[0].version
+
+
+def _default_promote_version(settings: Settings, to: str) -> str:
+    if to == "production":
+        return registry.require_alias(settings, "staging")
+    return _newest(settings)
+
+
+def _expected(raw: str | None) -> Any:
+    if raw is None:
+        return registry.CURRENT
+    return None if raw.lower() in ("none", "unset", "") else raw
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"{flag} {item!r} is not NAME=VALUE; e.g. {flag} C=0.5.")
+        pairs[name.strip()] = value.strip()
+    return pairs
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _verdict(value: bool | None) -> str:
+    return "-" if value is None else ("pass" if value else "FAIL")
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    """Rows as an aligned plain-text table (the CLI's only formatting)."""
+    if not rows:
+        return ""
+    headers = list(rows[0])
+    cells = [[str(row.get(h, "")) for h in headers] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _configure_logging(debug: bool, verbose: bool) -> None:
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("core").setLevel(level)
+    # MLflow narrates every registration and table migration at INFO.
+    for noisy in ("mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+    quiet_mlflow_warnings()

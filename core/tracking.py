@@ -1,0 +1,105 @@
+"""Access to the MLflow tracking store named by the settings.
+
+One `MlflowClient` per tracking URI, and experiments created with an artifact
+location under the data directory when the store is embedded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from core.config import Settings
+from core.errors import RegistryError
+
+logger = logging.getLogger(__name__)
+
+# mlflow's fluent API keeps the tracking URI in a process global; callers that run
+# in threads (the app) must not interleave two stores.
+_fluent_lock = threading.RLock()
+
+
+@lru_cache(maxsize=8)
+def _client(tracking_uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def client_for(settings: Settings) -> MlflowClient:
+    """The MLflow client for the settings' store (cached, one per URI)."""
+    settings.ensure_dirs()
+    return _client(settings.tracking_uri)
+
+
+@contextmanager
+def fluent(settings: Settings) -> Iterator[None]:
+    """Point mlflow's fluent API (start_run, log_model) at the settings' store."""
+    with _fluent_lock:
+        settings.ensure_dirs()
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(settings.tracking_uri)
+        mlflow.set_registry_uri(settings.tracking_uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(previous)
+
+
+def ensure_experiment(settings: Settings, name: str) -> str:
+    """Return the id of experiment `name`, creating it when missing.
+
+    On the embedded store new experiments keep their artifacts under the
+    configured artifact root, not under the current directory (MLflow's default).
+
+    Raises:
+        RegistryError: the tracking store cannot be reached.
+    """
+    client = client_for(settings)
+    try:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                client.restore_experiment(experiment.experiment_id)
+                logger.warning("Restored deleted experiment %r", name)
+            return str(experiment.experiment_id)
+        location = None
+        if settings.is_embedded:
+            location = (settings.artifact_root / name).as_uri()
+        try:
+            experiment_id = client.create_experiment(name, artifact_location=location)
+        except MlflowException as exc:
+            # Another writer created it between our get and create.
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            found = client.get_experiment_by_name(name)
+            assert found is not None
+            experiment_id = found.experiment_id
+        logger.info("Created experiment %r", name)
+        return str(experiment_id)
+    except MlflowException as exc:
+        raise unreachable(settings, exc) from exc
+
+
+def unreachable(settings: Settings, exc: Exception) -> RegistryError:
+    """Wrap an MLflow failure in a message that names the store and the next step."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return RegistryError(
+        f"MLflow at {settings.redacted_tracking_uri()} failed: {text[:300]}. "
+        "Check MLFLOW_TRACKING_URI and that the tracking server is running."
+    )
+
+
+def quiet_mlflow_warnings() -> None:
+    """Keep MLflow's deprecation chatter about registry stages away from users.
+
+    MLflow 2.9 deprecated stages; 3.x still honours them with a FutureWarning on
+    every call. We only use them when mirroring is switched on, deliberately.
+    """
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"mlflow\..*")

@@ -1,0 +1,143 @@
+"""Load one model version and predict with it, inside the inference worker."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+
+from serving.payload import Column
+
+logger = logging.getLogger(__name__)
+
+
+class LoadError(Exception):
+    """The model version could not be loaded or cannot be served."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded version with everything needed to predict and describe it.
+
+    Immutable: a newer version replaces the whole object, so a batch that took
+    a reference keeps predicting with one consistent model.
+    """
+
+    pyfunc: mlflow.pyfunc.PyFuncModel
+    estimator: Any
+    columns: tuple[Column, ...] | None
+    outputs: list[dict[str, Any]] | None
+    classes: list[Any] | None
+    version: str
+    run_id: str | None
+    model_uri: str
+    loaded_at: str = field(
+        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
+    )
+
+    def predict(
+        self, frame: pd.DataFrame
+    ) -> tuple[list[Any], list[dict[str, float]] | None]:
+        """Predict labels, and class probabilities when the model has them.
+
+        Labels come from the pyfunc model, exactly as
+        ``mlflow.pyfunc.load_model(uri).predict(frame)`` gives them offline.
+        """
+        predictions = _plain(self.pyfunc.predict(frame))
+        if self.classes is None:
+            return predictions, None
+        keys = [str(label) for label in self.classes]
+        rows = self.estimator.predict_proba(frame).tolist()
+        return predictions, [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready facts about the model for /health and /metadata."""
+        columns = None
+        if self.columns is not None:
+            columns = [
+                {"name": c.name, "type": c.type, "required": c.required}
+                for c in self.columns
+            ]
+        return {
+            "model_version": self.version,
+            "run_id": self.run_id,
+            "model_uri": self.model_uri,
+            "loaded_at": self.loaded_at,
+            "signature": {"inputs": columns, "outputs": self.outputs},
+            "classes": self.classes,
+        }
+
+
+def load_model(target: dict[str, Any], download_dir: Path) -> LoadedModel:
+    """Download and load the version named by a resolved target.
+
+    Raises:
+        LoadError: the artifact is missing or unreadable, or its signature is
+            not column-based.
+    """
+    version = str(target["version"])
+    destination = download_dir / f"v{version}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+    destination.mkdir(parents=True)
+    try:
+        pyfunc = mlflow.pyfunc.load_model(target["model_uri"], dst_path=str(destination))
+    except Exception as error:
+        raise LoadError(
+            f"could not load version {version} from {target['model_uri']}: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    logger.debug("downloaded version %s to %s", version, destination)
+
+    try:
+        estimator = pyfunc.get_raw_model()
+    except NotImplementedError:
+        estimator = None
+    has_proba = hasattr(estimator, "predict_proba") and hasattr(estimator, "classes_")
+    return LoadedModel(
+        pyfunc=pyfunc,
+        estimator=estimator,
+        columns=_columns(pyfunc, version),
+        outputs=_outputs(pyfunc),
+        classes=estimator.classes_.tolist() if has_proba else None,
+        version=version,
+        run_id=target.get("run_id"),
+        model_uri=target["model_uri"],
+    )
+
+
+def _columns(
+    pyfunc: mlflow.pyfunc.PyFuncModel, version: str
+) -> tuple[Column, ...] | None:
+    schema = pyfunc.metadata.get_input_schema()
+    if schema is None:
+        logger.warning(
+            "version %s has no signature; requests are passed on unchecked", version
+        )
+        return None
+    if schema.is_tensor_spec():
+        raise LoadError(
+            f"version {version} has a tensor-based signature; this server serves "
+            f"models whose signature lists named columns"
+        )
+    return tuple(
+        Column(name=spec["name"], type=spec["type"], required=spec.get("required", True))
+        for spec in schema.to_dict()
+    )
+
+
+def _outputs(pyfunc: mlflow.pyfunc.PyFuncModel) -> list[dict[str, Any]] | None:
+    schema = pyfunc.metadata.get_output_schema()
+    return None if schema is None else schema.to_dict()
+
+
+def _plain(predictions: Any) -> list[Any]:
+    if isinstance(predictions, pd.DataFrame):
+        return predictions.to_dict(orient="records")
+    if hasattr(predictions, "tolist"):
+        result: list[Any] = predictions.tolist()
+        return result
+    return list(predictions)
