@@ -20,6 +20,7 @@ from core import tags
 from core.config import Settings
 from core.data import prepare_features
 from core.errors import GateError
+from core.profiles import PROFILE_ARTIFACT, Profile
 from core.tracking import client_for, fluent
 from core.training import GOLDEN_ARTIFACT
 
@@ -93,3 +94,31 @@ def golden_xy(settings: Settings, run_id: str) -> tuple[pd.DataFrame, pd.Series]
         features.get("categorical", []),
     )
     return x, frame[target]
+
+
+@lru_cache(maxsize=16)
+def _load_profile(uri: str, run_id: str, settings: Settings) -> Profile | None:
+    del uri
+    client = client_for(settings)
+    folder = str(Path(PROFILE_ARTIFACT).parent)
+    try:
+        listed = [a.path for a in client.list_artifacts(run_id, folder)]
+    except MlflowException:
+        return None
+    if PROFILE_ARTIFACT not in listed:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run_id, PROFILE_ARTIFACT, tmp)
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    return Profile.from_dict(document)
+
+
+def load_profile(settings: Settings, run_id: str) -> Profile | None:
+    """The training-data profile a run logged, or None (older or foreign runs).
+
+    Raises:
+        DataError: the logged profile is malformed.
+    """
+    if not run_id:
+        return None
+    return _load_profile(settings.tracking_uri, run_id, settings)

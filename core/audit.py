@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 
 from core import tags
 from core.config import Settings
-from core.tracking import client_for, ensure_experiment, unreachable
+from core.tracking import client_for, ensure_experiment, search_literal, unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -144,31 +144,36 @@ def history(
     `load_evidence` for the full artifact.
     """
     client = client_for(settings)
-    experiment = client.get_experiment_by_name(settings.audit_experiment_name)
+    try:
+        experiment = client.get_experiment_by_name(settings.audit_experiment_name)
+    except MlflowException as exc:
+        raise unreachable(settings, exc) from exc
     if experiment is None:
         return []
     clauses = []
     if not all_models:
-        clauses.append(f"tags.`{tags.EVENT_MODEL}` = '{_quote(settings.model_name)}'")
-    if alias:
-        clauses.append(f"tags.`{tags.EVENT_ALIAS}` = '{_quote(alias)}'")
-    if version:
-        clauses.append(f"tags.`{tags.EVENT_VERSION}` = '{_quote(version)}'")
-    if len(kinds) == 1:
-        clauses.append(f"tags.`{tags.EVENT}` = '{_quote(kinds[0])}'")
-    elif kinds:
-        listed = ", ".join(f"'{_quote(k)}'" for k in kinds)
-        clauses.append(f"tags.`{tags.EVENT}` IN ({listed})")
-    try:
-        runs = client.search_runs(
-            [experiment.experiment_id],
-            " AND ".join(clauses),
-            max_results=limit,
-            order_by=["attributes.start_time DESC"],
+        clauses.append(
+            f"tags.`{tags.EVENT_MODEL}` = {search_literal(settings.model_name)}"
         )
+    if alias:
+        clauses.append(f"tags.`{tags.EVENT_ALIAS}` = {search_literal(alias)}")
+    if version:
+        clauses.append(f"tags.`{tags.EVENT_VERSION}` = {search_literal(version)}")
+    # MLflow's search grammar has no IN for tags, so each kind is one query.
+    kind_clauses = [f"tags.`{tags.EVENT}` = {search_literal(k)}" for k in kinds] or [""]
+    runs: list[Any] = []
+    try:
+        for kind_clause in kind_clauses:
+            runs += client.search_runs(
+                [experiment.experiment_id],
+                " AND ".join(c for c in (*clauses, kind_clause) if c),
+                max_results=limit,
+                order_by=["attributes.start_time DESC"],
+            )
     except MlflowException as exc:
         raise unreachable(settings, exc) from exc
-    return [_event_from_run(run) for run in runs]
+    events = [_event_from_run(run) for run in runs]
+    return sorted(events, key=lambda e: e.at, reverse=True)[:limit]
 
 
 def load_evidence(settings: Settings, run_id: str) -> dict[str, Any]:
@@ -225,7 +230,3 @@ def _run_name(event: AuditEvent) -> str:
     target = f" {event.alias}" if event.alias else ""
     version = f" v{event.version}" if event.version else ""
     return f"{event.kind}{target}{version}"
-
-
-def _quote(text: str) -> str:
-    return text.replace("'", "\\'")

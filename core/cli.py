@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from core import audit, gates, promotion, registry
-from core.config import STAGES, Settings, load_settings, with_actor
+from core import audit, deployment, gates, probes, promotion, registry, rollout
+from core.config import STAGES, Settings, Stage, load_settings, redact_text, with_actor
 from core.data import list_builtin
 from core.errors import StudioError
 from core.tracking import quiet_mlflow_warnings
@@ -34,11 +35,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on usage errors; 2 means "gate failed" here, so raise."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see `python -m core {self._command()} --help`)")
-
-    def _command(self) -> str:
-        parts = self.prog.split()
-        return parts[-1] if len(parts) > 1 and parts[-1] != "core" else ""
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,7 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help printed; keep main() returning a code
+            return exc.code if isinstance(exc.code, int) else EXIT_OK
         _configure_logging(args.debug, args.verbose)
         settings = with_actor(load_settings(), args.actor)
         handler: Callable[[Settings, argparse.Namespace], int] = args.handler
@@ -62,9 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: one line, not a traceback
         if debug:
             raise
+        text = redact_text(str(exc).splitlines()[0] if str(exc) else "")
         print(
-            f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for "
-            "the traceback)",
+            f"error: unexpected {type(exc).__name__}: {text} (rerun with --debug "
+            "for the traceback)",
             file=sys.stderr,
         )
         return EXIT_ERROR
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         "policy", parents=[common], help="show the gate policy in force"
     )
     policy_cmd.set_defaults(handler=_policy)
+    _add_server_commands(commands, common)
     return parser
 
 
@@ -232,7 +234,7 @@ def _gate(settings: Settings, args: argparse.Namespace) -> int:
     if args.stdin:
         return _gate_stdin(settings)
     policy = gates.load_policy(settings)
-    overrides = {k: float(v) for k, v in _pairs(args.threshold, "--threshold").items()}
+    overrides = _thresholds(_pairs(args.threshold, "--threshold"))
     if overrides:
         policy = policy.with_thresholds(overrides)
     version = args.version or _newest(settings)
@@ -251,14 +253,20 @@ def _gate(settings: Settings, args: argparse.Namespace) -> int:
                 [
                     {
                         "check": c.name,
-                        "observed": _num(c.observed),
+                        "observed": "-" if c.observed is None else f"{c.observed:.4g}",
                         "rule": f"{c.op} {c.threshold:g}",
-                        "result": "pass" if c.passed else "FAIL",
+                        "result": "n/a"
+                        if not c.applicable
+                        else ("pass" if c.passed else "FAIL"),
                     }
                     for c in result.checks
                 ]
             )
         )
+        # The table has no room for why; say it for what failed or was skipped.
+        for check in result.checks:
+            if not check.passed or not check.applicable:
+                print(f"  {check.message}")
         if result.passed:
             print(f"Next: python -m core promote {result.version} --to staging")
     return EXIT_OK if result.passed else EXIT_GATE_FAILED
@@ -467,6 +475,21 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     return pairs
 
 
+def _thresholds(pairs: dict[str, str]) -> dict[str, float]:
+    overrides: dict[str, float] = {}
+    for name, raw in pairs.items():
+        try:
+            overrides[name] = float(raw)
+        except ValueError:
+            overrides[name] = math.nan
+        if not math.isfinite(overrides[name]):
+            raise UsageError(
+                f"--threshold {name}={raw} needs a number; "
+                "e.g. --threshold accuracy=0.9."
+            )
+    return overrides
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
@@ -506,3 +529,170 @@ def _configure_logging(debug: bool, verbose: bool) -> None:
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
     quiet_mlflow_warnings()
+
+
+# --- Serving: deploy, stop, probe, smoke, logs, servers -------------------------
+
+
+def _add_server_commands(
+    commands: argparse._SubParsersAction[_Parser], common: _Parser
+) -> None:
+    deploy_cmd = commands.add_parser(
+        "deploy",
+        parents=[common],
+        help="launch (or replace) a stage's server and wait until it is healthy",
+    )
+    deploy_cmd.add_argument("--stage", required=True, choices=STAGES)
+    deploy_cmd.add_argument(
+        "--backend",
+        choices=deployment.BACKENDS,
+        help="docker or process (default: STUDIO_DEPLOY_BACKEND, else auto)",
+    )
+    deploy_cmd.add_argument(
+        "--timeout",
+        type=float,
+        default=deployment.DEFAULT_LAUNCH_TIMEOUT_S,
+        help="seconds to wait for /health (default: %(default)g)",
+    )
+    deploy_cmd.set_defaults(handler=_deploy)
+
+    stop_cmd = commands.add_parser(
+        "stop", parents=[common], help="stop a stage's server"
+    )
+    stop_cmd.add_argument("--stage", required=True, choices=STAGES)
+    stop_cmd.set_defaults(handler=_stop)
+
+    probe_cmd = commands.add_parser(
+        "probe",
+        parents=[common],
+        help="print a stage server's health; exit 1 when down or mismatched",
+    )
+    probe_cmd.add_argument("--stage", required=True, choices=STAGES)
+    probe_cmd.add_argument("--timeout", type=float, default=5.0)
+    probe_cmd.set_defaults(handler=_probe)
+
+    smoke_cmd = commands.add_parser(
+        "smoke",
+        parents=[common],
+        help="replay golden rows against a stage's server; exit 2 on failure",
+    )
+    smoke_cmd.add_argument("--stage", required=True, choices=STAGES)
+    smoke_cmd.add_argument("--rows", type=int, default=50)
+    smoke_cmd.add_argument(
+        "--no-record", action="store_true", help="do not record the result"
+    )
+    smoke_cmd.set_defaults(handler=_smoke)
+
+    logs_cmd = commands.add_parser(
+        "logs", parents=[common], help="the last lines a stage's server wrote"
+    )
+    logs_cmd.add_argument("--stage", required=True, choices=STAGES)
+    logs_cmd.add_argument("--lines", type=int, default=200)
+    logs_cmd.set_defaults(handler=_logs)
+
+    servers_cmd = commands.add_parser(
+        "servers", parents=[common], help="status of the staging and production servers"
+    )
+    servers_cmd.set_defaults(handler=_servers)
+
+
+def _deploy(settings: Settings, args: argparse.Namespace) -> int:
+    print(
+        f"Backend: {deployment.describe_choice(settings, args.backend)}",
+        file=sys.stderr,
+    )
+    result = rollout.deploy(
+        settings,
+        args.stage,
+        backend=args.backend,
+        progress=lambda message: print(message, file=sys.stderr),
+        launch_timeout=args.timeout,
+    )
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        print(
+            f"{args.stage} server {result.status.state} at {result.status.url} "
+            f"({result.backend}: {result.status.detail})"
+        )
+        print(f"Next: python -m core probe --stage {args.stage}")
+    return EXIT_OK
+
+
+def _stop(settings: Settings, args: argparse.Namespace) -> int:
+    status = deployment.backend_for(settings, args.stage).stop(args.stage)
+    if args.json:
+        _print_json(status.as_dict())
+    else:
+        print(f"{args.stage} server {status.state}: {status.detail}")
+    return EXIT_OK
+
+
+def _probe(settings: Settings, args: argparse.Namespace) -> int:
+    result = probes.probe(settings, args.stage, timeout=args.timeout)
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        health = result.health or {
+            "status": "unreachable",
+            "stage": args.stage,
+            "detail": result.message,
+        }
+        _print_json(health)
+        took = f" in {result.response_ms:g} ms" if result.response_ms else ""
+        print(f"{result.light}: {result.message}{took}", file=sys.stderr)
+    return EXIT_ERROR if result.light == "red" else EXIT_OK
+
+
+def _smoke(settings: Settings, args: argparse.Namespace) -> int:
+    result = probes.smoke(
+        settings, args.stage, rows=args.rows, record=not args.no_record
+    )
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        verdict = "PASSED" if result.passed else "FAILED"
+        print(
+            f"Smoke test of {args.stage} version {result.version}: {verdict} "
+            f"({result.rows} rows, {result.mismatches} mismatches, p50 "
+            f"{result.p50_ms:g} ms, p95 {result.p95_ms:g} ms)"
+        )
+        for problem in result.problems:
+            print(f"  - {problem}")
+        if result.passed and args.stage == "staging":
+            print(f"Next: python -m core promote {result.version} --to production")
+    return EXIT_OK if result.passed else EXIT_GATE_FAILED
+
+
+def _logs(settings: Settings, args: argparse.Namespace) -> int:
+    text = deployment.backend_for(settings, args.stage).logs(args.stage, args.lines)
+    print(text if text else f"(the {args.stage} server has written no log yet)")
+    return EXIT_OK
+
+
+def _servers(settings: Settings, args: argparse.Namespace) -> int:
+    rows = [_server_row(settings, stage) for stage in STAGES]
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    print(f"Default backend: {deployment.describe_choice(settings)}")
+    print(_table([{k: row[k] or "-" for k in _SERVER_COLUMNS} for row in rows]))
+    return EXIT_OK
+
+
+_SERVER_COLUMNS = ("stage", "backend", "state", "url", "detail")
+
+
+def _server_row(settings: Settings, stage: Stage) -> dict[str, Any]:
+    # One stage's backend being unreachable (Docker stopped) must not hide the
+    # other stage's status.
+    try:
+        return deployment.backend_for(settings, stage).status(stage).as_dict()
+    except StudioError as exc:
+        return {
+            "stage": stage,
+            "backend": "?",
+            "state": "unknown",
+            "url": None,
+            "detail": str(exc),
+        }

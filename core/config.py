@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import getpass
 import logging
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -114,6 +116,25 @@ def redact_uri(uri: str) -> str:
     )
 
 
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact_text(text: str, env: Mapping[str, str] | None = None) -> str:
+    """Mask credentials in free text such as an MLflow error message.
+
+    MLflow quotes the full request URL (``user:password@host`` included) in its
+    errors, so any ``scheme://userinfo@`` is masked, and so is every value of the
+    `SECRET_ENV_VARS` found in `env` (default: the process environment).
+    """
+    env = os.environ if env is None else env
+    text = _URL_USERINFO.sub(r"\g<scheme>***@", text)
+    for name in SECRET_ENV_VARS:
+        secret = env.get(name)
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from `env` (default: the process environment).
 
@@ -180,11 +201,12 @@ def _float(env: Mapping[str, str], name: str) -> float | None:
     if raw is None or raw.strip() == "":
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise ConfigError(
-            f"{name}={raw!r} is not a number; set it like {name}=0.9."
-        ) from None
+        value = math.nan
+    if not math.isfinite(value):  # "nan" and "inf" parse, but no check can use them
+        raise ConfigError(f"{name}={raw!r} is not a number; set it like {name}=0.9.")
+    return value
 
 
 def _threshold_overrides(env: Mapping[str, str]) -> tuple[tuple[str, float], ...]:

@@ -207,6 +207,11 @@ def dataset_from_frame(
         )
     missing_target = frame[target].isna()
     dropped = int(missing_target.sum())
+    if dropped == len(frame):
+        raise DataError(
+            f"{name}: every row's target {target!r} is empty; "
+            "pick the column that holds the labels."
+        )
     if dropped:
         logger.warning(
             "Dropped %d rows of %s whose target %r is missing", dropped, name, target
@@ -278,10 +283,9 @@ def _normalise_target(column: pd.Series) -> pd.Series:
 def _validated(dataset: Dataset) -> Dataset:
     counts = dataset.frame[dataset.target].value_counts()
     if len(counts) < 2:
-        only = counts.index[0] if len(counts) else "nothing"
         raise DataError(
             f"{dataset.name}: target {dataset.target!r} has a single "
-            f"class ({only!r}); a classifier needs at least two."
+            f"class ({str(counts.index[0])!r}); a classifier needs at least two."
         )
     if len(dataset.frame) < MIN_ROWS:
         raise DataError(
@@ -291,7 +295,7 @@ def _validated(dataset: Dataset) -> Dataset:
     rare = counts[counts < 2]
     if not rare.empty:
         raise DataError(
-            f"{dataset.name}: class {rare.index[0]!r} of {dataset.target!r} has a "
+            f"{dataset.name}: class {str(rare.index[0])!r} of {dataset.target!r} has a "
             "single row; the stratified split needs at least 2 rows per class. "
             "Remove or merge that class."
         )

@@ -36,6 +36,10 @@ class AliasNotSetError(RegistryError):
     """An alias such as `production` points to no version."""
 
 
+class SearchError(StudioError):
+    """A run search or comparison cannot be made as asked (e.g. a malformed filter)."""
+
+
 class PreconditionError(StudioError):
     """A promotion was refused because a precondition does not hold.
 

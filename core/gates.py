@@ -110,10 +110,15 @@ class Policy:
 
 @dataclass(frozen=True)
 class Measurement:
-    """What a check observed on a version; `observed` None means not measurable."""
+    """What a check observed on a version; `observed` None means not measurable.
+
+    `applicable` False means the check does not apply to this version (e.g. a
+    comparison with production while there is none): it passes, saying why.
+    """
 
     observed: float | None
     detail: str = ""
+    applicable: bool = True
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,7 @@ class CheckResult:
     threshold: float
     op: Op
     message: str
+    applicable: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly view."""
@@ -138,6 +144,7 @@ class CheckResult:
             "threshold": self.threshold,
             "op": self.op,
             "message": self.message,
+            "applicable": self.applicable,
         }
 
 
@@ -315,6 +322,10 @@ def read_policy(path: Path) -> Policy:
         raise PolicyError(
             f"cannot read gate policy {path}: {exc.strerror}; check STUDIO_GATE_POLICY."
         ) from None
+    except UnicodeDecodeError:
+        raise PolicyError(
+            f"gate policy {path} is not UTF-8 text; write it as TOML or YAML."
+        ) from None
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             document = yaml.safe_load(text) or {}
@@ -348,7 +359,7 @@ def parse_policy(document: Mapping[str, Any], source: str = "") -> Policy:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise PolicyError(
-            f"gate policy {source}: check name {repeated[0]!r} is used "
+            f"gate policy {source or '(inline)'}: check name {repeated[0]!r} is used "
             "twice; give each check a unique name."
         )
     return Policy(checks=tuple(checks), source=source)
@@ -408,6 +419,17 @@ def _with_accuracy(policy: Policy, threshold: float) -> Policy:
 def judge(spec: CheckSpec, measurement: Measurement) -> CheckResult:
     """Compare a measurement with the check's threshold."""
     observed = measurement.observed
+    if not measurement.applicable:
+        return CheckResult(
+            spec.name,
+            spec.kind,
+            True,
+            None,
+            spec.threshold,
+            spec.op,
+            f"{spec.name}: not applicable ({measurement.detail})",
+            applicable=False,
+        )
     if observed is None or math.isnan(observed):
         return CheckResult(
             spec.name,
@@ -637,3 +659,8 @@ def evaluate_payload(payload: Any, threshold: float) -> dict[str, Any]:
         "model_version": payload["model_version"],
         "run_id": payload["run_id"],
     }
+
+
+# The kinds beyond metric thresholds live in core.checks, which imports this
+# module; importing it last registers them wherever gates is imported.
+import core.checks  # noqa: E402, F401

@@ -213,12 +213,16 @@ def previous_version(settings: Settings, alias: str = "production") -> str | Non
     if current is None:
         return None
     events = audit.history(
-        settings, kinds=("promote",), alias=alias, version=current, limit=1
+        settings, kinds=("promote",), alias=alias, version=current, limit=20
     )
-    if events:
-        return events[0].from_version
+    for event in events:
+        # Promoting the version that already holds the alias records a move from
+        # itself; rolling back to it would change nothing.
+        if event.from_version != current:
+            return event.from_version
     info = get_version(settings, current, with_run=False)
-    return info.tags.get(tags.moved(alias, "from")) or None
+    previous = info.tags.get(tags.moved(alias, "from")) or None
+    return None if previous == current else previous
 
 
 def rollback(

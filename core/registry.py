@@ -27,7 +27,7 @@ from core.errors import (
     ConcurrentMoveError,
     VersionNotFoundError,
 )
-from core.tracking import client_for, unreachable
+from core.tracking import client_for, search_literal, unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def list_versions(settings: Settings, limit: int = 200) -> list[VersionInfo]:
     client = client_for(settings)
     try:
         found = client.search_model_versions(
-            f"name = '{_quote(settings.model_name)}'",
+            f"name = {search_literal(settings.model_name)}",
             max_results=limit,
             order_by=["version_number DESC"],
         )
@@ -258,10 +258,6 @@ def require_alias(settings: Settings, alias: str) -> str:
 
 def _show(version: str | _Current | None) -> str:
     return "nothing" if version is None else f"version {version}"
-
-
-def _quote(text: str) -> str:
-    return text.replace("'", "\\'")
 
 
 def _version_info(

@@ -7,6 +7,7 @@ location under the data directory when the store is embedded.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from collections.abc import Iterator
@@ -17,14 +18,20 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from core.config import Settings
+from core.config import Settings, redact_text
 from core.errors import RegistryError
 
 logger = logging.getLogger(__name__)
 
+# Against a tracking server MLflow writes "View run ... at: <tracking URI>" to
+# stdout whenever a run ends; that corrupts `--json` output and would print
+# credentials embedded in the URI. Setting the variable to false brings it back.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
 # mlflow's fluent API keeps the tracking URI in a process global; callers that run
 # in threads (the app) must not interleave two stores.
 _fluent_lock = threading.RLock()
+_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 @lru_cache(maxsize=8)
@@ -43,6 +50,11 @@ def fluent(settings: Settings) -> Iterator[None]:
     """Point mlflow's fluent API (start_run, log_model) at the settings' store."""
     with _fluent_lock:
         settings.ensure_dirs()
+        # set_tracking_uri also exports MLFLOW_TRACKING_URI (and set_registry_uri
+        # MLFLOW_REGISTRY_URI) into os.environ for subprocesses. Left there, the
+        # next load_settings() in this process (the app reads settings from the
+        # environment on every run) would follow MLflow's default store instead.
+        saved = {name: os.environ.get(name) for name in _URI_VARIABLES}
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(settings.tracking_uri)
         mlflow.set_registry_uri(settings.tracking_uri)
@@ -50,6 +62,11 @@ def fluent(settings: Settings) -> Iterator[None]:
             yield
         finally:
             mlflow.set_tracking_uri(previous)
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def ensure_experiment(settings: Settings, name: str) -> str:
@@ -87,9 +104,29 @@ def ensure_experiment(settings: Settings, name: str) -> str:
         raise unreachable(settings, exc) from exc
 
 
+def search_literal(value: str) -> str:
+    """`value` quoted for an MLflow search filter (``tags.x = <literal>``).
+
+    MLflow's filter grammar strips the quotes but has no escapes, so a value is
+    wrapped in the kind of quote it does not contain.
+
+    Raises:
+        RegistryError: the value contains both kinds of quote.
+    """
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise RegistryError(
+        f"{value!r} contains both ' and \"; MLflow cannot search for it. "
+        "Use a name without one of them."
+    )
+
+
 def unreachable(settings: Settings, exc: Exception) -> RegistryError:
     """Wrap an MLflow failure in a message that names the store and the next step."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = redact_text(text)
     return RegistryError(
         f"MLflow at {settings.redacted_tracking_uri()} failed: {text[:300]}. "
         "Check MLFLOW_TRACKING_URI and that the tracking server is running."

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
@@ -24,6 +26,7 @@ import pandas as pd
 import skops.io as skops_io
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.dataset_source import DatasetSource
+from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema, TensorSpec
@@ -46,6 +49,7 @@ from core import tags
 from core.config import Settings
 from core.data import Dataset, Split, load_dataset, split_dataset
 from core.errors import StudioError, TrainingError
+from core.profiles import PROFILE_ARTIFACT, profile_frame
 from core.tracking import client_for, ensure_experiment, fluent, unreachable
 
 logger = logging.getLogger(__name__)
@@ -80,11 +84,14 @@ class ParamSpec:
             )
         try:
             value = self.kind(float(raw)) if self.kind is int else self.kind(raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # int(float("inf")) overflows
+            value = None
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            article = "an" if self.kind.__name__[0] in "aeiou" else "a"
             raise TrainingError(
-                f"{self.name}={raw!r} is not a {self.kind.__name__}; "
+                f"{self.name}={raw!r} is not {article} {self.kind.__name__}; "
                 f"for example {self.name}={self.default}."
-            ) from None
+            )
         if self.kind is int and float(raw) != value:
             raise TrainingError(f"{self.name}={raw!r} must be a whole number.")
         if (self.low is not None and value < self.low) or (
@@ -285,11 +292,15 @@ def signature_for(dataset: Dataset, labels: pd.Series) -> ModelSignature:
         ColSpec("double" if c in dataset.numeric_features else "string", c)
         for c in dataset.features
     ]
-    label_type = (
-        "string"
-        if labels.dtype == object
-        else ("long" if pd.api.types.is_integer_dtype(labels) else "double")
-    )
+    # pandas 3 reads text as its `str` dtype, not object; both are strings here.
+    if pd.api.types.is_bool_dtype(labels):
+        label_type = "boolean"
+    elif pd.api.types.is_integer_dtype(labels):
+        label_type = "long"
+    elif pd.api.types.is_float_dtype(labels):
+        label_type = "double"
+    else:
+        label_type = "string"
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec(label_type)]))
 
 
@@ -427,13 +438,19 @@ def train(
     return TrainResult(**{**result.__dict__, "seconds": seconds})
 
 
-def _dataset_source(dataset: Dataset) -> DatasetSource | str:
+def _dataset_source(dataset: Dataset) -> DatasetSource:
     """MLflow's record of where a dataset came from: a file, or code for built-ins."""
     if dataset.source.startswith("sklearn:"):
         return CodeDatasetSource(
             tags={"loader": f"sklearn.datasets.load_{dataset.name}"}
         )
-    return dataset.source  # an absolute path; MLflow resolves it as a local file
+    with warnings.catch_warnings():
+        # MLflow registers its local-file source twice (for "" and "file://") and
+        # warns on every plain path that it is ambiguous; both are the same class.
+        warnings.filterwarnings(
+            "ignore", message="The specified dataset source can be interpreted"
+        )
+        return resolve_dataset_source(dataset.source)
 
 
 def _log_and_register(
@@ -504,6 +521,11 @@ def _log_and_register(
             mlflow.log_artifact(
                 str(golden_path), artifact_path=str(Path(GOLDEN_ARTIFACT).parent)
             )
+        # The gate's drift check compares this with the production version's.
+        mlflow.log_dict(
+            profile_frame(split.x_train, numeric=dataset.numeric_features).to_dict(),
+            PROFILE_ARTIFACT,
+        )
         report(Progress("log", 0.7, "Logging model to MLflow"))
         info = mlflow.sklearn.log_model(
             pipeline,

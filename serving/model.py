@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PyFuncModel
 
 from serving.payload import Column
 
@@ -28,7 +32,7 @@ class LoadedModel:
     a reference keeps predicting with one consistent model.
     """
 
-    pyfunc: mlflow.pyfunc.PyFuncModel
+    pyfunc: PyFuncModel
     estimator: Any
     columns: tuple[Column, ...] | None
     outputs: list[dict[str, Any]] | None
@@ -84,11 +88,16 @@ def load_model(target: dict[str, Any], download_dir: Path) -> LoadedModel:
     destination = download_dir / f"v{version}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
     destination.mkdir(parents=True)
     try:
-        pyfunc = mlflow.pyfunc.load_model(target["model_uri"], dst_path=str(destination))
+        pyfunc = mlflow.pyfunc.load_model(
+            target["model_uri"], dst_path=str(destination)
+        )
     except Exception as error:
+        shutil.rmtree(destination, ignore_errors=True)
+        source = target.get("source_uri") or target["model_uri"]
         raise LoadError(
-            f"could not load version {version} from {target['model_uri']}: "
-            f"{type(error).__name__}: {error}"
+            f"could not load version {version} from {target['model_uri']} "
+            f"(artifacts at {source}): {type(error).__name__}: {error}"
+            f"{_unreachable_folder_hint(source)}"
         ) from error
     logger.debug("downloaded version %s to %s", version, destination)
 
@@ -109,9 +118,20 @@ def load_model(target: dict[str, Any], download_dir: Path) -> LoadedModel:
     )
 
 
-def _columns(
-    pyfunc: mlflow.pyfunc.PyFuncModel, version: str
-) -> tuple[Column, ...] | None:
+def _unreachable_folder_hint(source: str) -> str:
+    # The usual cause: a host's embedded store records host paths, and this
+    # process runs in a container that cannot see them.
+    parts = urlsplit(source)
+    if parts.scheme != "file" or Path(url2pathname(parts.path)).exists():
+        return ""
+    return (
+        "; that folder does not exist here: serve the artifact root with "
+        "`mlflow server --serve-artifacts --artifacts-destination <root>` and set "
+        "STUDIO_ARTIFACT_PROXY_PREFIX to the root's file URI"
+    )
+
+
+def _columns(pyfunc: PyFuncModel, version: str) -> tuple[Column, ...] | None:
     schema = pyfunc.metadata.get_input_schema()
     if schema is None:
         logger.warning(
@@ -123,13 +143,18 @@ def _columns(
             f"version {version} has a tensor-based signature; this server serves "
             f"models whose signature lists named columns"
         )
+    specs = schema.to_dict()
+    if any("name" not in spec for spec in specs):
+        raise LoadError(
+            f"version {version} has a signature with unnamed columns; this server "
+            f"serves models whose signature lists named columns"
+        )
     return tuple(
-        Column(name=spec["name"], type=spec["type"], required=spec.get("required", True))
-        for spec in schema.to_dict()
+        Column(spec["name"], spec["type"], spec.get("required", True)) for spec in specs
     )
 
 
-def _outputs(pyfunc: mlflow.pyfunc.PyFuncModel) -> list[dict[str, Any]] | None:
+def _outputs(pyfunc: PyFuncModel) -> list[dict[str, Any]] | None:
     schema = pyfunc.metadata.get_output_schema()
     return None if schema is None else schema.to_dict()
 

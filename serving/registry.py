@@ -74,19 +74,20 @@ def resolve_target(settings: ServerSettings) -> Target:
     _probe_tracking_server(settings)
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     try:
-        version = client.get_model_version_by_alias(
-            settings.model_name, settings.alias
-        )
+        version = client.get_model_version_by_alias(settings.model_name, settings.alias)
         source = client.get_model_version_download_uri(
             settings.model_name, version.version
         )
         metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
     except MlflowException as error:
         hint = ""
-        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+        # A missing model is RESOURCE_DOES_NOT_EXIST; a missing alias on an
+        # existing model is INVALID_PARAMETER_VALUE (MLflow 3.17).
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             hint = (
-                f"; set alias '{settings.alias}' on a version of model "
-                f"'{settings.model_name}' (promote one to {settings.stage})"
+                f"; promote a version of '{settings.model_name}' to "
+                f"{settings.stage} (alias '{settings.alias}') and this server "
+                f"loads it"
             )
         raise ResolutionError(
             f"could not resolve alias '{settings.alias}' of model "
@@ -159,8 +160,11 @@ class Resolver:
         self.board.publish_target({"state": "resolved", **asdict(target)})
         logger.info(
             "serving model '%s' stage %s version %s (run %s) from %s",
-            target.model_name, self.settings.stage, target.version,
-            target.run_id, self.settings.redacted_tracking_uri,
+            target.model_name,
+            self.settings.stage,
+            target.version,
+            target.run_id,
+            self.settings.redacted_tracking_uri,
         )
         return target
 
@@ -183,8 +187,11 @@ class Resolver:
         level = logging.DEBUG if detail == self._last_failure else logging.WARNING
         self._last_failure = detail
         logger.log(
-            level, "%s (attempt %d; retrying every %g s)",
-            detail, self.attempts, self.retry_interval_s,
+            level,
+            "%s (attempt %d; retrying every %g s)",
+            detail,
+            self.attempts,
+            self.retry_interval_s,
         )
         return {
             "state": "error",

@@ -6,6 +6,7 @@ import argparse
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 STAGES = ("staging", "production")
@@ -104,7 +105,7 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
 
     def option(
-        flag: str, var: str, help: str, default: str | None = None, **kw: object
+        flag: str, var: str, help: str, default: str | None = None, **kw: Any
     ) -> None:
         # argparse runs `type` over string defaults too, so a bad environment
         # value gets the same message as a bad flag.
@@ -114,38 +115,58 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
 
     option("--model-name", "MODEL_NAME", "registered model name")
     option(
-        "--alias", "MODEL_ALIAS", "alias to serve; it names the stage",
+        "--alias",
+        "MODEL_ALIAS",
+        "alias to serve; it names the stage",
         type=_choice("--alias/MODEL_ALIAS", STAGES),
     )
     option("--tracking-uri", "MLFLOW_TRACKING_URI", "MLflow tracking URI")
     option(
-        "--host", "HOST", "bind address", default="127.0.0.1",
+        "--host",
+        "HOST",
+        "bind address",
+        default="127.0.0.1",
         type=_choice("--host/HOST", HOSTS),
     )
     option(
-        "--port", "PORT", "port", default="8000",
+        "--port",
+        "PORT",
+        "port",
+        default="8000",
         type=_integer("--port/PORT", 1024, 65535),
     )
     option(
-        "--max-batch-size", "MAX_BATCH_SIZE", "requests predicted together",
-        default="16", type=_integer("--max-batch-size/MAX_BATCH_SIZE", 1, 4096),
+        "--max-batch-size",
+        "MAX_BATCH_SIZE",
+        "requests predicted together",
+        default="16",
+        type=_integer("--max-batch-size/MAX_BATCH_SIZE", 1, 4096),
     )
     option(
-        "--batch-timeout", "BATCH_TIMEOUT", "seconds to wait to fill a batch",
-        default="0.01", type=_seconds("--batch-timeout/BATCH_TIMEOUT"),
+        "--batch-timeout",
+        "BATCH_TIMEOUT",
+        "seconds to wait to fill a batch",
+        default="0.01",
+        type=_seconds("--batch-timeout/BATCH_TIMEOUT"),
     )
     option(
-        "--max-payload-bytes", "MAX_PAYLOAD_BYTES", "largest request body",
+        "--max-payload-bytes",
+        "MAX_PAYLOAD_BYTES",
+        "largest request body",
         default=str(1024 * 1024),
         type=_integer("--max-payload-bytes/MAX_PAYLOAD_BYTES", 1, 2**31),
     )
     option(
-        "--artifact-proxy-prefix", "STUDIO_ARTIFACT_PROXY_PREFIX",
+        "--artifact-proxy-prefix",
+        "STUDIO_ARTIFACT_PROXY_PREFIX",
         "host artifact URI prefix to fetch through the tracking server's "
         "artifact proxy (mlflow-artifacts:/)",
     )
     option(
-        "--log-level", "LOG_LEVEL", "log level", default="info",
+        "--log-level",
+        "LOG_LEVEL",
+        "log level",
+        default="info",
         type=_choice("--log-level/LOG_LEVEL", LOG_LEVELS),
     )
     return parser

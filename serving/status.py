@@ -50,7 +50,11 @@ class StatusBoard:
         return self._read(TARGET_FILE)
 
     def publish_model(self, state: dict[str, Any]) -> None:
-        """Record the worker's model state (loading, ready or error)."""
+        """Record the worker's model state.
+
+        The served model's facts go under "served"; the last load attempt is
+        "state" (loading, ready or error) with its "detail".
+        """
         self._write(MODEL_FILE, state)
 
     def read_model(self) -> dict[str, Any] | None:
@@ -74,3 +78,26 @@ class StatusBoard:
             return None
         document: dict[str, Any] = json.loads(text)
         return document
+
+
+def readiness(
+    target: dict[str, Any] | None, model: dict[str, Any] | None
+) -> tuple[str, str | None]:
+    """Summarize the two documents as ``(status, detail)``.
+
+    `status` is "ok" while a model is served (even if loading a newer version is
+    under way or failed), "error" when resolution or loading failed (the detail
+    says why; both are retried), and "loading" otherwise.
+    """
+    if model is not None and model.get("served"):
+        return "ok", None
+    if target is None or target.get("state") == "resolving":
+        return "loading", "resolving the alias in the model registry"
+    if target.get("state") == "error":
+        return "error", str(target.get("detail"))
+    if model is None:
+        return "loading", (
+            f"waiting for the inference worker to load version {target.get('version')}"
+        )
+    status = "error" if model.get("state") == "error" else "loading"
+    return status, str(model.get("detail"))

@@ -1,0 +1,757 @@
+"""Shared wiring and small reusable pieces of the app's pages.
+
+Pages import this module as ``ui``. It holds the cached settings and actor, the
+cached reads of `core` (short TTLs, cleared by `refresh` after every write),
+the one way a failure is shown, a board of background tasks for operations that
+outlive a script run (server launches, releases), and the drawing helpers every
+page shares: stage badges, health lights, version cards, pass/fail tables.
+Everything that fetches or decides is in `core`; nothing here talks to MLflow,
+Docker or HTTP directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import pandas as pd
+import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
+from streamlit.runtime.pages_manager import PagesManager
+
+from core import artifacts, audit, deployment, gates, probes, promotion, registry
+from core.config import STAGES, Settings, Stage, load_settings, with_actor
+from core.errors import (
+    BackendUnavailableError,
+    ConcurrentMoveError,
+    ConfigError,
+    StudioError,
+)
+from core.gates import CheckResult, Measurement, Policy
+from core.registry import VersionInfo
+
+logger = logging.getLogger(__name__)
+
+# One palette for the whole app (the theme in .streamlit/config.toml defines the
+# exact shades): st.badge / markdown colour names, and hex codes for charts.
+PASS, FAIL, WAIT, IDLE = "green", "red", "orange", "gray"
+HEX = {
+    "green": "#059669",
+    "red": "#dc2626",
+    "orange": "#d97706",
+    "gray": "#94a3b8",
+    "violet": "#7c3aed",
+    "blue": "#2563eb",
+}
+PASS_BG, FAIL_BG, IDLE_BG = "#d1fae5", "#fee2e2", "#f1f5f9"
+STAGE_COLOR = {"candidate": "gray", "staging": "violet", "production": "blue"}
+STAGE_ICON = {
+    "candidate": ":material/inventory_2:",
+    "staging": ":material/science:",
+    "production": ":material/public:",
+}
+LIGHT_COLOR = {"green": PASS, "amber": WAIT, "red": FAIL}
+LIGHT_ICON = {
+    "green": ":material/check_circle:",
+    "amber": ":material/pending:",
+    "red": ":material/error:",
+}
+LIGHT_LABEL = {"green": "Healthy", "amber": "Waiting", "red": "Down"}
+EVENT_ICON = {
+    "promote": ":material/rocket_launch:",
+    "rollback": ":material/undo:",
+    "gate": ":material/fact_check:",
+    "smoke": ":material/local_fire_department:",
+    "policy": ":material/tune:",
+    "deploy": ":material/dns:",
+}
+SERVER_STATE_COLOR = {
+    "running": PASS,
+    "starting": WAIT,
+    "stopped": IDLE,
+    "missing": IDLE,
+    "exited": FAIL,
+}
+
+# Env variables whose values shape `Settings`; their snapshot keys the cache so a
+# changed environment (tests, a restarted server) is read again.
+_SETTINGS_PREFIXES = ("STUDIO_", "MLFLOW_", "GATE_", "ACCURACY_THRESHOLD", "BASE_")
+LATENCY_SAMPLES = 120
+ERROR_ICON = ":material/error:"
+
+
+# --- settings and actor ---------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False)
+def _settings_for(env: tuple[tuple[str, str], ...]) -> Settings:
+    return load_settings(dict(env))
+
+
+def base_settings() -> Settings:
+    """Settings from the environment (cached per environment snapshot).
+
+    Shows the configuration error and stops the page when a variable is invalid.
+    """
+    env = tuple(
+        sorted(
+            (k, v) for k, v in os.environ.items() if k.startswith(_SETTINGS_PREFIXES)
+        )
+    )
+    try:
+        return _settings_for(env)
+    except ConfigError as exc:
+        show_error(exc, "Reading the settings")
+        st.stop()
+        raise  # unreachable: st.stop() raises; keeps type checkers informed
+
+
+def actor(fallback: str = "") -> str:
+    """Who is acting: the signed-in user when authentication is configured.
+
+    Without an ``[auth]`` section in secrets.toml `st.user` has no
+    ``is_logged_in`` at all, so read it with ``get`` instead of attribute access.
+    """
+    try:
+        user: Mapping[str, Any] = st.user
+        if user.get("is_logged_in"):
+            for claim in ("email", "name", "preferred_username", "sub"):
+                value = user.get(claim)
+                if value:
+                    return str(value)
+    except Exception:  # st.user outside a script run, or a host without it
+        logger.debug("st.user unavailable; acting as the configured user")
+    return fallback
+
+
+def settings() -> Settings:
+    """The settings pages pass to `core`, acting as the current user.
+
+    Called first by every page, so it also makes sure the page runs through
+    app.py's navigation (see `_through_navigation`).
+    """
+    _through_navigation()
+    base = base_settings()
+    return with_actor(base, actor(base.actor))
+
+
+def _through_navigation() -> None:
+    """Rerun through app.py when Streamlit ran a page file by itself.
+
+    Streamlit 1.67 decides once per process, when the first session starts,
+    whether the app uses a ``pages/`` folder (``PagesManager.
+    uses_pages_directory``) and clears that only once ``st.navigation`` runs.
+    Until then, a first visit to a page URL such as /promote runs
+    pages/promote.py on its own (multipage v1): no page config, no sections,
+    every file of pages/ listed in the sidebar. Clearing the flag and rerunning
+    makes Streamlit run app.py, whose navigation routes to the same page.
+    """
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+# --- failures -------------------------------------------------------------------
+
+_NEXT_STEP: dict[type[StudioError], str] = {
+    BackendUnavailableError: "Start the Docker engine, or run servers as local "
+    "processes with STUDIO_DEPLOY_BACKEND=process.",
+    ConcurrentMoveError: "Someone else moved it meanwhile; the page now shows the "
+    "current state.",
+}
+
+
+def show_error(exc: BaseException, action: str = "") -> None:
+    """Show a failure as a message with the next step; log unexpected ones."""
+    prefix = f"{action} failed: " if action else ""
+    if isinstance(exc, StudioError):
+        logger.warning("%s%s", prefix, exc)
+        first, _, rest = str(exc).partition("\n")
+        st.error(prefix + first, icon=ERROR_ICON)
+        hint = next((t for k, t in _NEXT_STEP.items() if isinstance(exc, k)), "")
+        if hint:
+            st.caption(hint)
+        if rest.strip():
+            with st.expander("Details"):
+                st.code(rest.strip(), language=None)
+        return
+    logger.error("%sunexpected error", prefix, exc_info=exc)
+    st.error(
+        f"{prefix or 'This page failed: '}an unexpected {type(exc).__name__} "
+        f"({str(exc)[:300]}). The traceback is in the app's log; try again, and "
+        "report it if it happens again.",
+        icon=ERROR_ICON,
+    )
+
+
+@contextmanager
+def reporting(action: str = "", *, stop: bool = False) -> Iterator[None]:
+    """Show any failure inside the block with `show_error`; `stop` ends the page.
+
+    Streamlit's own control flow (``st.stop``, ``st.rerun``) derives from
+    BaseException and passes through untouched.
+    """
+    try:
+        yield
+    except Exception as exc:
+        show_error(exc, action)
+        if stop:
+            st.stop()
+
+
+# --- cached reads ---------------------------------------------------------------
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def versions(s: Settings, limit: int = 200) -> list[VersionInfo]:
+    """Versions of the model, newest first."""
+    return registry.list_versions(s, limit=limit)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def aliases(s: Settings) -> dict[str, str]:
+    """Alias -> version of the model."""
+    return registry.aliases(s)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def model_names(s: Settings) -> list[str]:
+    """Registered models in the store."""
+    return registry.model_names(s)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def events(
+    s: Settings,
+    kinds: tuple[str, ...] = (),
+    alias: str | None = None,
+    version: str | None = None,
+    limit: int = 100,
+) -> list[audit.AuditEvent]:
+    """Audit events, newest first."""
+    return audit.history(s, kinds=kinds, alias=alias, version=version, limit=limit)
+
+
+@st.cache_data(ttl=3600, show_spinner=False)
+def evidence(s: Settings, run_id: str) -> dict[str, Any]:
+    """The full evidence of one audit event (events never change)."""
+    return audit.load_evidence(s, run_id)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def previous_version(s: Settings, alias: str) -> str | None:
+    """The version `alias` returns to on rollback (None: no predecessor)."""
+    return promotion.previous_version(s, alias)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def policy(s: Settings) -> Policy:
+    """The gate policy in force."""
+    return gates.load_policy(s)
+
+
+def checks_key(checks_of: Policy) -> str:
+    """What measuring depends on: each check's name, kind and options.
+
+    Thresholds are left out on purpose: a check's observed value does not
+    depend on them (see core.gates), so saving new thresholds measures nothing
+    again.
+    """
+    return json.dumps(
+        [[c.name, c.kind, dict(c.options)] for c in checks_of.checks],
+        sort_keys=True,
+        default=str,
+    )
+
+
+@st.cache_data(ttl=3600, show_spinner=False, max_entries=2000)
+def measurements(
+    s: Settings,
+    key: str,
+    version: str,
+    champion: str | None,
+    _policy: Policy,
+    _info: VersionInfo,
+) -> dict[str, Measurement]:
+    """Measure every check of `_policy` on one version (the slow part).
+
+    Keyed by `checks_key`, the version and the production version (champion
+    checks compare with it), not by the version's tags, which every gate run
+    changes.
+    """
+    del key, version, champion  # cache key only
+    return gates.measure(s, _policy, _info)
+
+
+@st.cache_data(ttl=3600, show_spinner=False)
+def sample_records(s: Settings, run_id: str, rows: int = 2) -> list[dict[str, Any]]:
+    """A few golden rows of a version's run, as a request body example."""
+    xy = artifacts.golden_xy(s, run_id)
+    if xy is None:
+        return []
+    head = xy[0].head(rows).astype(object)
+    return head.where(head.notna(), None).to_dict(orient="records")
+
+
+def stage_backend(s: Settings, stage: Stage) -> deployment.Backend:
+    """The backend running `stage`'s server (the one that launched it)."""
+    return deployment.backend_for(s, stage)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def backend_choice(s: Settings) -> str:
+    """Which backend runs the servers, and why."""
+    return deployment.describe_choice(s)
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def server_status(s: Settings, stage: Stage) -> deployment.ServerStatus:
+    """The state of one stage's server."""
+    return stage_backend(s, stage).status(stage)
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def server_logs(s: Settings, stage: Stage, lines: int = 80) -> str:
+    """The last lines a stage's server wrote."""
+    return stage_backend(s, stage).logs(stage, lines=lines)
+
+
+@st.cache_resource(show_spinner=False)
+def _latency_rings() -> dict[str, deque[tuple[datetime, float | None, str]]]:
+    return {stage: deque(maxlen=LATENCY_SAMPLES) for stage in STAGES}
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def probe(s: Settings, stage: Stage) -> probes.ProbeResult:
+    """Probe a stage's server (at most every 2 s) and keep the sample."""
+    result = probes.probe(s, stage)
+    _latency_rings()[stage].append(
+        (datetime.now(UTC), result.response_ms, result.light)
+    )
+    return result
+
+
+def latency_history(stage: Stage) -> pd.DataFrame:
+    """Recent probe samples of a stage: time, response ms and light."""
+    ring = list(_latency_rings()[stage])
+    return pd.DataFrame(ring, columns=["time", "response_ms", "light"])
+
+
+def refresh() -> None:
+    """Forget cached registry, audit and server reads after a write."""
+    for cached in (
+        versions,
+        aliases,
+        model_names,
+        events,
+        previous_version,
+        policy,
+        server_status,
+        server_logs,
+        probe,
+    ):
+        cached.clear()
+
+
+# --- background tasks -----------------------------------------------------------
+
+
+@dataclass
+class Task:
+    """An operation running outside the script thread, with its progress lines.
+
+    The worker thread only touches this object; it never calls Streamlit (which
+    would fail without a ScriptRunContext). Pages draw it by polling.
+    """
+
+    key: str
+    title: str
+    actor: str
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    state: Literal["running", "complete", "error"] = "running"
+    lines: list[str] = field(default_factory=list)
+    summary: str = ""
+    error: str = ""
+    finished_at: datetime | None = None
+
+    @property
+    def running(self) -> bool:
+        """True until the work returned or raised."""
+        return self.state == "running"
+
+    def log(self, line: str) -> None:
+        """Progress callback handed to `core` (called from the worker thread)."""
+        self.lines.append(str(line))
+
+
+class TaskBoard:
+    """The tasks of this app process, one slot per key (e.g. per stage).
+
+    A key holds at most one running task, so two people cannot launch the same
+    stage's server at once; everyone sees what is running there.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Task | None:
+        """The running or last finished task of `key`."""
+        with self._lock:
+            return self._tasks.get(key)
+
+    def start(
+        self,
+        key: str,
+        title: str,
+        who: str,
+        work: Callable[[Callable[[str], None]], Any],
+        summarize: Callable[[Any], str] = lambda _r: "",
+    ) -> Task:
+        """Run `work(progress)` in a thread under `key`.
+
+        Raises:
+            StudioError: a task already runs under `key`.
+        """
+        with self._lock:
+            current = self._tasks.get(key)
+            if current is not None and current.running:
+                raise StudioError(
+                    f"{current.title} is still running (started by {current.actor} "
+                    f"at {current.started_at:%H:%M:%S} UTC); wait for it to finish."
+                )
+            task = Task(key=key, title=title, actor=who)
+            self._tasks[key] = task
+        threading.Thread(
+            target=self._run,
+            args=(task, work, summarize),
+            name=f"task-{key}",
+            daemon=True,
+        ).start()
+        return task
+
+    def running(self) -> bool:
+        """True while any task runs."""
+        with self._lock:
+            return any(t.running for t in self._tasks.values())
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        """Block until no task runs (tests, shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.running():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    @staticmethod
+    def _run(
+        task: Task,
+        work: Callable[[Callable[[str], None]], Any],
+        summarize: Callable[[Any], str],
+    ) -> None:
+        try:
+            result = work(task.log)
+            task.summary = summarize(result)
+            task.state = "complete"
+        except StudioError as exc:
+            logger.warning("%s failed: %s", task.title, exc)
+            task.error = str(exc)
+            task.state = "error"
+        except Exception as exc:
+            logger.exception("%s failed unexpectedly", task.title)
+            task.error = (
+                f"unexpected {type(exc).__name__}: {exc}. The traceback is in the "
+                "app's log."
+            )
+            task.state = "error"
+        finally:
+            task.finished_at = datetime.now(UTC)
+
+
+@st.cache_resource(show_spinner=False)
+def task_board() -> TaskBoard:
+    """The process-wide task board (shared by every session)."""
+    return TaskBoard()
+
+
+def start_task(
+    key: str,
+    title: str,
+    work: Callable[[Callable[[str], None]], Any],
+    summarize: Callable[[Any], str] = lambda _r: "",
+) -> None:
+    """Start a background task; a refusal is kept to show on the next run.
+
+    Meant for `on_click` callbacks, which run before the page is drawn.
+    """
+    try:
+        task_board().start(key, title, settings().actor, work, summarize)
+        st.session_state.pop(f"task.refused.{key}", None)
+    except StudioError as exc:
+        st.session_state[f"task.refused.{key}"] = str(exc)
+
+
+def task_panel(key: str) -> Task | None:
+    """Draw the task of `key`: live while it runs, then its outcome.
+
+    While it runs a fragment polls it every second (in the browser; AppTest
+    draws it once per run) and reruns the whole page when it ends, so the page
+    shows the new registry state.
+    """
+    refused = st.session_state.pop(f"task.refused.{key}", None)
+    if refused:
+        st.warning(refused, icon=":material/hourglass_top:")
+    task = task_board().get(key)
+    hidden = st.session_state.setdefault("task.dismissed", set())
+    if task is None or task.id in hidden:
+        return task
+    if task.running:
+
+        @st.fragment(run_every=1.0)
+        def _poll() -> None:
+            current = task_board().get(key)
+            if current is None or current.id != task.id or not current.running:
+                st.rerun(scope="app")
+            _draw_task(task)
+
+        _poll()
+        return task
+    _acknowledge(task)
+    _draw_task(task)
+    st.button(
+        "Dismiss",
+        key=f"task.dismiss.{task.id}",
+        icon=":material/close:",
+        type="tertiary",
+        on_click=hidden.add,
+        args=(task.id,),
+    )
+    return task
+
+
+def _acknowledge(task: Task) -> None:
+    """Refresh cached reads once per session after a task finished."""
+    seen = st.session_state.setdefault("task.seen", set())
+    if task.id not in seen:
+        seen.add(task.id)
+        refresh()
+
+
+def _draw_task(task: Task) -> None:
+    """The task's log in a status box; its outcome below, always visible."""
+    ended = {"running": "running…", "complete": "done", "error": "failed"}
+    with st.status(
+        f"{task.title} — {ended[task.state]}",
+        state=task.state,
+        expanded=task.running,
+    ):
+        st.caption(f"Started by {task.actor} at {task.started_at:%H:%M:%S} UTC")
+        lines = list(task.lines)
+        st.code("\n".join(lines[-40:]) or "(no progress reported yet)", language=None)
+    if task.error:
+        first, _, rest = task.error.partition("\n")
+        st.error(first, icon=ERROR_ICON)
+        if rest.strip():
+            with st.expander("Details"):
+                st.code(rest.strip(), language=None)
+    elif task.summary:
+        st.success(task.summary, icon=":material/check_circle:")
+
+
+# --- drawing helpers ------------------------------------------------------------
+
+
+def badge_md(text: str, color: str, icon: str = "") -> str:
+    """Markdown for an inline badge (Streamlit's ``:color-badge[...]``)."""
+    inner = f"{icon} {text}".strip()
+    return f":{color}-badge[{inner}]"
+
+
+def stage_md(stage: str, version: str | None = None) -> str:
+    """Markdown badge for a stage, optionally with the version holding it."""
+    text = stage if version is None else f"{stage} · v{version}"
+    return badge_md(text, STAGE_COLOR.get(stage, IDLE), STAGE_ICON.get(stage, ""))
+
+
+def outcome_md(passed: bool | None, label: str) -> str:
+    """Markdown badge for a recorded outcome (None: not run yet)."""
+    if passed is None:
+        return badge_md(f"{label} not run", IDLE, ":material/radio_button_unchecked:")
+    if passed:
+        return badge_md(f"{label} passed", PASS, ":material/check:")
+    return badge_md(f"{label} failed", FAIL, ":material/close:")
+
+
+def stage_badges(held: Mapping[str, str]) -> None:
+    """One line of badges: which version holds each stage."""
+    parts = [
+        stage_md(stage, held.get(stage))
+        if held.get(stage)
+        else badge_md(f"{stage} · unset", IDLE, STAGE_ICON[stage])
+        for stage in STAGES
+    ]
+    st.markdown(" ".join(parts))
+
+
+def version_label(info: VersionInfo) -> str:
+    """A one-line label for pickers: number, aliases, gate outcome."""
+    held = f" · {', '.join(info.aliases)}" if info.aliases else ""
+    gate = {None: "", True: " · gate ✓", False: " · gate ✗"}[info.gate_passed]
+    accuracy = info.metrics.get("accuracy")
+    score = f" · acc {accuracy:.3f}" if accuracy is not None else ""
+    return f"v{info.version}{held}{gate}{score}"
+
+
+def version_select(
+    label: str, infos: Sequence[VersionInfo], key: str, default: str | None = None
+) -> VersionInfo:
+    """A version picker whose choice survives reruns and list refreshes."""
+    numbers = [i.version for i in infos]
+    if st.session_state.get(key) not in numbers:
+        st.session_state[key] = default if default in numbers else numbers[0]
+    by_number = {i.version: i for i in infos}
+    chosen = st.selectbox(
+        label, numbers, key=key, format_func=lambda v: version_label(by_number[v])
+    )
+    return by_number[chosen]
+
+
+def version_card(info: VersionInfo) -> None:
+    """A bordered card: version, where it is, what it is, how it scores."""
+    with st.container(border=True):
+        st.markdown(f"**Version {info.version}** of `{info.model_name}`")
+        badges = [stage_md(a) for a in info.aliases if a in STAGE_COLOR]
+        if not badges:
+            badges = [stage_md("candidate")]
+        badges += [
+            outcome_md(info.gate_passed, "gate"),
+            outcome_md(info.smoke_passed, "smoke"),
+        ]
+        st.markdown(" ".join(badges))
+        estimator = info.tags.get("studio.estimator", "?")
+        dataset = info.tags.get("studio.dataset", "?")
+        st.caption(
+            f"{estimator} on {dataset} · registered {info.created_at:%Y-%m-%d %H:%M} "
+            f"UTC · run `{info.run_id[:8]}`"
+        )
+        shown = [m for m in ("accuracy", "f1", "roc_auc") if m in info.metrics]
+        if shown:
+            for column, metric in zip(st.columns(len(shown)), shown, strict=True):
+                column.metric(metric, f"{info.metrics[metric]:.4f}")
+
+
+def health_light(result: probes.ProbeResult) -> None:
+    """A stage's live health: coloured light, served version and response time.
+
+    The probe's message is shown under the light, except for a mismatch between
+    the served version and the alias, which callers show as a red banner.
+    """
+    color = LIGHT_COLOR.get(result.light, IDLE)
+    label = LIGHT_LABEL.get(result.light, result.light)
+    if result.light == "red" and result.reachable and result.matches is False:
+        label = "Mismatch"
+    served = f"serves v{result.served_version}" if result.served_version else ""
+    timing = f"{result.response_ms:.0f} ms" if result.response_ms is not None else ""
+    details = " · ".join(p for p in (served, timing) if p)
+    st.markdown(
+        badge_md(label, color, LIGHT_ICON.get(result.light, ""))
+        + (f" {details}" if details else "")
+    )
+    if result.matches is not False:  # a mismatch gets its own red banner
+        st.caption(result.message)
+
+
+def pass_fail_frame(checks: Sequence[CheckResult]) -> pd.DataFrame:
+    """Check results as a table: name, outcome, observed vs threshold."""
+    return pd.DataFrame(
+        [
+            {
+                "check": c.name,
+                "kind": c.kind,
+                "result": outcome_text(c),
+                "observed": "—" if c.observed is None else f"{c.observed:.4g}",
+                "rule": f"{c.op} {c.threshold:.4g}",
+                "message": c.message,
+            }
+            for c in checks
+        ]
+    )
+
+
+def outcome_text(check: CheckResult) -> str:
+    """ "pass", "fail", or "n/a" for a check that does not apply to the version."""
+    if not check.applicable:
+        return "n/a"
+    return "pass" if check.passed else "fail"
+
+
+def color_outcome(value: Any) -> str:
+    """Cell style for "pass"/"fail" text (used with pandas Styler.map)."""
+    if value == "pass":
+        return f"background-color: {PASS_BG}; color: {HEX['green']}; font-weight: 600"
+    if value == "fail":
+        return f"background-color: {FAIL_BG}; color: {HEX['red']}; font-weight: 600"
+    if value == "n/a":
+        return f"background-color: {IDLE_BG}; color: {HEX['gray']}"
+    return ""
+
+
+def pass_fail_table(checks: Sequence[CheckResult], key: str | None = None) -> None:
+    """Draw check results with pass/fail cells coloured."""
+    frame = pass_fail_frame(checks)
+    styled = frame.style.map(color_outcome, subset=["result"])
+    st.dataframe(
+        styled,
+        hide_index=True,
+        key=key,
+        column_config={
+            "observed": st.column_config.TextColumn(alignment="right"),
+            "message": st.column_config.TextColumn("message", width="large"),
+        },
+    )
+
+
+def empty_registry_hint(s: Settings) -> None:
+    """What to do when the model has no versions yet."""
+    st.info(
+        f"`{s.model_name}` has no versions yet. Train one on the Train page "
+        "(or from the Overview), then come back.",
+        icon=":material/info:",
+    )
+    page_link("pages/train.py", "Train a model", ":material/model_training:")
+
+
+def page_link(page: str, label: str, icon: str) -> None:
+    """A link to another page of the app.
+
+    A page run on its own (``streamlit run pages/x.py``, AppTest) has no
+    navigation to link into; it then names the page instead of failing.
+    """
+    try:
+        st.page_link(page, label=label, icon=icon)
+    except StreamlitPageNotFoundError:
+        st.caption(f"{label}: open `{page}` from the app's navigation.")
+
+
+def sidebar_context() -> None:
+    """Where the app points and who acts, at the foot of the sidebar."""
+    s = base_settings()
+    who = actor(s.actor)
+    with st.sidebar:
+        st.caption(
+            f":material/person: {who}  \n"
+            f":material/deployed_code: `{s.model_name}`  \n"
+            f":material/database: {s.redacted_tracking_uri()}"
+        )
