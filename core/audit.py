@@ -29,7 +29,7 @@ EVIDENCE_TAG = "studio.evidence"
 # MLflow caps tag values (8000 characters on SQL stores); the full evidence is in
 # the artifact, the tag keeps enough for listing pages without downloads.
 EVIDENCE_TAG_LIMIT = 4000
-EVENT_KINDS = ("promote", "rollback", "gate", "smoke", "policy", "deploy")
+EVENT_KINDS = tags.EVENT_KINDS
 
 
 @dataclass(frozen=True)

@@ -11,20 +11,38 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from core import audit, deployment, gates, probes, promotion, registry, rollout
-from core.config import STAGES, Settings, Stage, load_settings, redact_text, with_actor
-from core.data import list_builtin
+from core import contract
+from core.config import (
+    BACKENDS,
+    STAGES,
+    Settings,
+    Stage,
+    load_settings,
+    redact_text,
+    with_actor,
+)
 from core.errors import StudioError
-from core.tracking import quiet_mlflow_warnings
-from core.training import ESTIMATORS, Progress, TrainRequest, train
+from core.tags import EVENT_KINDS
+
+if TYPE_CHECKING:
+    from core.training import Progress
 
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ERROR, EXIT_GATE_FAILED = 0, 1, 2
+
+# Commands import MLflow and scikit-learn only when they run: importing them
+# costs seconds, and `--help` or the pipeline's `gate --stdin` need neither.
+# These names are therefore written out; tests hold them equal to the registries
+# (core.data.BUILTIN_DATASETS, core.training.ESTIMATORS).
+DATASET_NAMES = ("breast_cancer", "iris", "wine")
+ESTIMATOR_NAMES = ("gradient_boosting", "logistic_regression", "random_forest")
 
 
 class UsageError(StudioError):
@@ -59,6 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`python -m core history | head`): not an error.
+        # Point stdout at /dev/null so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:  # the last line of defence: one line, not a traceback
         if debug:
             raise
@@ -97,11 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_argument(
         "--dataset",
         required=True,
-        help=f"built-in ({', '.join(list_builtin())}) or a .csv/.parquet path",
+        help=f"built-in ({', '.join(DATASET_NAMES)}) or a .csv/.parquet path",
     )
     train_cmd.add_argument("--target", help="target column (files only)")
     train_cmd.add_argument(
-        "--estimator", default="logistic_regression", choices=sorted(ESTIMATORS)
+        "--estimator", default="logistic_regression", choices=ESTIMATOR_NAMES
     )
     train_cmd.add_argument(
         "--param",
@@ -184,9 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         "history", parents=[common], help="the audit log, newest first"
     )
     history_cmd.add_argument("--limit", type=int, default=20)
-    history_cmd.add_argument(
-        "--kind", action="append", default=[], choices=audit.EVENT_KINDS
-    )
+    history_cmd.add_argument("--kind", action="append", default=[], choices=EVENT_KINDS)
     history_cmd.add_argument("--alias", choices=STAGES)
     history_cmd.add_argument("--version")
     history_cmd.set_defaults(handler=_history)
@@ -200,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> int:
+    from core.training import TrainRequest, train
+
     request = TrainRequest(
         dataset=args.dataset,
         target=args.target,
@@ -233,6 +256,8 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
 def _gate(settings: Settings, args: argparse.Namespace) -> int:
     if args.stdin:
         return _gate_stdin(settings)
+    from core import gates
+
     policy = gates.load_policy(settings)
     overrides = _thresholds(_pairs(args.threshold, "--threshold"))
     if overrides:
@@ -283,17 +308,21 @@ def _gate_stdin(settings: Settings) -> int:
         ) from None
     threshold = settings.accuracy_threshold
     if threshold is None:
+        from core import gates
+
         policy = gates.load_policy(settings)
         accuracy_checks = [
             c for c in policy.checks if c.options.get("metric") == "accuracy"
         ]
         threshold = accuracy_checks[0].threshold if accuracy_checks else 0.9
-    result = gates.evaluate_payload(payload, threshold)
+    result = contract.evaluate_payload(payload, threshold)
     print(json.dumps(result))
     return EXIT_OK if result["passed"] else EXIT_GATE_FAILED
 
 
 def _promote(settings: Settings, args: argparse.Namespace) -> int:
+    from core import promotion
+
     if (args.skip_smoke or args.override) and not args.reason.strip():
         flag = "--skip-smoke" if args.skip_smoke else "--override"
         raise UsageError(f'{flag} needs --reason "..." saying why; it is recorded.')
@@ -321,6 +350,8 @@ def _promote(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _rollback(settings: Settings, args: argparse.Namespace) -> int:
+    from core import promotion
+
     result = promotion.rollback(
         settings, args.alias, expected=_expected(args.expect), reason=args.reason
     )
@@ -335,6 +366,8 @@ def _rollback(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from core import registry
+
     versions = registry.list_versions(settings, limit=args.limit)
     held = registry.aliases(settings)
     if args.json:
@@ -378,6 +411,8 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _history(settings: Settings, args: argparse.Namespace) -> int:
+    from core import audit
+
     events = audit.history(
         settings,
         kinds=tuple(args.kind),
@@ -415,6 +450,8 @@ def _history(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _policy(settings: Settings, args: argparse.Namespace) -> int:
+    from core import gates
+
     policy = gates.load_policy(settings)
     if args.json:
         _print_json(
@@ -444,6 +481,8 @@ def _policy(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _newest(settings: Settings) -> str:
+    from core import registry
+
     versions = registry.list_versions(settings, limit=1)
     if not versions:
         raise StudioError(
@@ -454,6 +493,8 @@ def _newest(settings: Settings) -> str:
 
 
 def _default_promote_version(settings: Settings, to: str) -> str:
+    from core import registry
+
     if to == "production":
         return registry.require_alias(settings, "staging")
     return _newest(settings)
@@ -461,7 +502,9 @@ def _default_promote_version(settings: Settings, to: str) -> str:
 
 def _expected(raw: str | None) -> Any:
     if raw is None:
-        return registry.CURRENT
+        from core.registry import CURRENT
+
+        return CURRENT
     return None if raw.lower() in ("none", "unset", "") else raw
 
 
@@ -528,7 +571,9 @@ def _configure_logging(debug: bool, verbose: bool) -> None:
     # MLflow narrates every registration and table migration at INFO.
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
-    quiet_mlflow_warnings()
+    # MLflow's FutureWarning about deprecated registry stages (we mirror to them
+    # only on request, deliberately) is not the user's business.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"mlflow\..*")
 
 
 # --- Serving: deploy, stop, probe, smoke, logs, servers -------------------------
@@ -545,13 +590,13 @@ def _add_server_commands(
     deploy_cmd.add_argument("--stage", required=True, choices=STAGES)
     deploy_cmd.add_argument(
         "--backend",
-        choices=deployment.BACKENDS,
+        choices=BACKENDS,
         help="docker or process (default: STUDIO_DEPLOY_BACKEND, else auto)",
     )
     deploy_cmd.add_argument(
         "--timeout",
         type=float,
-        default=deployment.DEFAULT_LAUNCH_TIMEOUT_S,
+        default=120.0,
         help="seconds to wait for /health (default: %(default)g)",
     )
     deploy_cmd.set_defaults(handler=_deploy)
@@ -597,6 +642,8 @@ def _add_server_commands(
 
 
 def _deploy(settings: Settings, args: argparse.Namespace) -> int:
+    from core import deployment, rollout
+
     print(
         f"Backend: {deployment.describe_choice(settings, args.backend)}",
         file=sys.stderr,
@@ -620,6 +667,8 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _stop(settings: Settings, args: argparse.Namespace) -> int:
+    from core import deployment
+
     status = deployment.backend_for(settings, args.stage).stop(args.stage)
     if args.json:
         _print_json(status.as_dict())
@@ -629,6 +678,8 @@ def _stop(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _probe(settings: Settings, args: argparse.Namespace) -> int:
+    from core import probes
+
     result = probes.probe(settings, args.stage, timeout=args.timeout)
     if args.json:
         _print_json(result.as_dict())
@@ -645,6 +696,8 @@ def _probe(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _smoke(settings: Settings, args: argparse.Namespace) -> int:
+    from core import probes
+
     result = probes.smoke(
         settings, args.stage, rows=args.rows, record=not args.no_record
     )
@@ -665,12 +718,16 @@ def _smoke(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _logs(settings: Settings, args: argparse.Namespace) -> int:
+    from core import deployment
+
     text = deployment.backend_for(settings, args.stage).logs(args.stage, args.lines)
     print(text if text else f"(the {args.stage} server has written no log yet)")
     return EXIT_OK
 
 
 def _servers(settings: Settings, args: argparse.Namespace) -> int:
+    from core import deployment
+
     rows = [_server_row(settings, stage) for stage in STAGES]
     if args.json:
         _print_json(rows)
@@ -684,6 +741,8 @@ _SERVER_COLUMNS = ("stage", "backend", "state", "url", "detail")
 
 
 def _server_row(settings: Settings, stage: Stage) -> dict[str, Any]:
+    from core import deployment
+
     # One stage's backend being unreachable (Docker stopped) must not hide the
     # other stage's status.
     try:

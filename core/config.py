@@ -29,6 +29,7 @@ DEFAULT_POLICY_PATH = Path(__file__).resolve().parent / "gate_policy.toml"
 Stage = Literal["staging", "production"]
 STAGES: tuple[Stage, ...] = ("staging", "production")
 BackendName = Literal["auto", "docker", "process"]
+BACKENDS: tuple[BackendName, ...] = ("auto", "docker", "process")
 NetworkMode = Literal["bridge", "host"]
 
 # Variables MLflow itself reads for HTTP basic auth (DagsHub and friends). We pass

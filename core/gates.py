@@ -28,7 +28,7 @@ import yaml
 
 from core import artifacts, audit, tags
 from core.config import DEFAULT_POLICY_PATH, Settings
-from core.errors import GateError, PolicyError, StudioError
+from core.errors import PolicyError, StudioError
 from core.registry import VersionInfo, alias_version, get_version, set_version_tags
 from core.tracking import client_for, unreachable
 from core.training import METRIC_NAMES, evaluate
@@ -618,47 +618,6 @@ def save_policy(settings: Settings, policy: Policy, reason: str) -> Path:
     )
     logger.info("Saved gate policy %s to %s", policy.digest, path)
     return path
-
-
-def evaluate_payload(payload: Any, threshold: float) -> dict[str, Any]:
-    """The original pipeline's gate: compare a reported accuracy with a threshold.
-
-    Args:
-        payload: ``{"run_id": ..., "accuracy": ..., "model_version": ...}``.
-        threshold: the accuracy a version needs.
-
-    Returns:
-        ``{"passed", "accuracy", "threshold", "model_version", "run_id"}`` in
-        that order, the fields the original gate script printed.
-
-    Raises:
-        GateError: the payload is not an object with a numeric accuracy.
-    """
-    if not isinstance(payload, Mapping):
-        raise GateError(
-            'gate input must be a JSON object like {"run_id": "...", '
-            '"accuracy": 0.93, "model_version": 1}.'
-        )
-    missing = [k for k in ("run_id", "accuracy", "model_version") if k not in payload]
-    if missing:
-        raise GateError(
-            f"gate input lacks {', '.join(missing)}; expected "
-            '{"run_id": "...", "accuracy": 0.93, "model_version": 1}.'
-        )
-    accuracy = payload["accuracy"]
-    if (
-        isinstance(accuracy, bool)
-        or not isinstance(accuracy, int | float)
-        or not math.isfinite(accuracy)
-    ):
-        raise GateError(f"accuracy {accuracy!r} is not a number; send e.g. 0.93.")
-    return {
-        "passed": bool(accuracy >= threshold),
-        "accuracy": accuracy,
-        "threshold": threshold,
-        "model_version": payload["model_version"],
-        "run_id": payload["run_id"],
-    }
 
 
 # The kinds beyond metric thresholds live in core.checks, which imports this

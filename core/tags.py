@@ -56,3 +56,7 @@ EVENT_OUTCOME = "studio.outcome"
 def is_true(value: str | None) -> bool:
     """Read a boolean tag written by us ("true"/"false")."""
     return (value or "").lower() == "true"
+
+
+# Values of the EVENT tag: what kinds of decision the audit log records.
+EVENT_KINDS = ("promote", "rollback", "gate", "smoke", "policy", "deploy")

@@ -56,17 +56,32 @@ def fluent(settings: Settings) -> Iterator[None]:
         # environment on every run) would follow MLflow's default store instead.
         saved = {name: os.environ.get(name) for name in _URI_VARIABLES}
         previous = mlflow.get_tracking_uri()
+        previous_registry = _explicit_registry_uri()
         mlflow.set_tracking_uri(settings.tracking_uri)
         mlflow.set_registry_uri(settings.tracking_uri)
         try:
             yield
         finally:
             mlflow.set_tracking_uri(previous)
+            # Left set, the registry would stay on this store while later fluent
+            # calls of other code follow a new tracking URI; "" means "follow it".
+            mlflow.set_registry_uri(previous_registry)
             for name, value in saved.items():
                 if value is None:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+def _explicit_registry_uri() -> str:
+    """The registry URI set with `mlflow.set_registry_uri`, or "" when unset.
+
+    MLflow keeps it in a module global and its public getter cannot tell "unset"
+    from "same as the tracking URI".
+    """
+    from mlflow.tracking._model_registry import utils as registry_utils
+
+    return getattr(registry_utils, "_registry_uri", None) or ""
 
 
 def ensure_experiment(settings: Settings, name: str) -> str:

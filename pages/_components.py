@@ -619,8 +619,13 @@ def version_select(
 ) -> VersionInfo:
     """A version picker whose choice survives reruns and list refreshes."""
     numbers = [i.version for i in infos]
-    if st.session_state.get(key) not in numbers:
-        st.session_state[key] = default if default in numbers else numbers[0]
+    chosen = st.session_state.get(key)
+    if chosen not in numbers:
+        chosen = default if default in numbers else numbers[0]
+    # Streamlit 1.67 keeps a selectbox's value as its label in the browser and
+    # resends it only when the value changes, so a label that changed (gate ✓,
+    # a new alias) would stay stale; setting the value each run resends it.
+    st.session_state[key] = chosen
     by_number = {i.version: i for i in infos}
     chosen = st.selectbox(
         label, numbers, key=key, format_func=lambda v: version_label(by_number[v])

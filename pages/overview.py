@@ -75,7 +75,7 @@ def latest_versions(infos: list[VersionInfo]) -> None:
             "f1": i.metrics.get("f1"),
             "gate": {None: "", True: "pass", False: "fail"}[i.gate_passed],
             "smoke": {None: "", True: "pass", False: "fail"}[i.smoke_passed],
-            "registered": i.created_at.strftime("%Y-%m-%d %H:%M"),
+            "registered": i.created_at.strftime("%b %d %H:%M"),
         }
         for i in infos[:5]
     ]
@@ -216,7 +216,7 @@ if not infos:
 
 status_row(s, infos)
 
-versions_column, activity_column = st.columns([3, 2], gap="large")
+versions_column, activity_column = st.columns([5, 2], gap="medium")
 with versions_column:
     st.subheader("Latest versions")
     latest_versions(infos)

@@ -107,7 +107,7 @@ def draw_pipeline(steps: list[Step]) -> None:
     cells = st.columns(widths, vertical_alignment="center", gap="small")
     for index, step in enumerate(steps):
         color, icon, word = STATE_STYLE[step.state]
-        with cells[2 * index].container(border=True, height=170):
+        with cells[2 * index].container(border=True, height="stretch"):
             st.markdown(f"**{step.title}**")
             st.markdown(ui.badge_md(word, color, icon))
             st.caption(step.evidence)

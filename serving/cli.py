@@ -7,14 +7,20 @@ import multiprocessing
 import os
 import shutil
 import signal
+import threading
+import time
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 from serving.logs import configure_logging
 from serving.settings import ServerSettings, parse_settings
 from serving.status import StatusBoard
 
 logger = logging.getLogger(__name__)
+
+_stop_requested = threading.Event()
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until SIGTERM or Ctrl+C; return the exit status.
@@ -34,18 +40,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(settings: ServerSettings, board: StatusBoard) -> int:
     _stop_on_sigterm()
-    try:
-        # Imported here so that --help and bad settings answer at once, without
-        # the seconds it takes to import MLflow and LitServe.
-        from serving.registry import Resolver
-        from serving.server import build_server
+    # Imported here so that --help and bad settings answer at once, without
+    # the seconds it takes to import MLflow and LitServe.
+    from serving.registry import Resolver
+    from serving.server import build_server
 
-        resolver = Resolver(settings, board)
-        if resolver.resolve_once() is None:
-            # Serve 503 with the reason instead of exiting: a supervisor would
-            # restart us into the same failure, and the alias may appear later.
-            resolver.retry_in_background()
-        server = build_server(settings, board)
+    resolver = Resolver(settings, board)
+    if resolver.resolve_once() is None:
+        # Serve 503 with the reason instead of exiting: a supervisor would
+        # restart us into the same failure, and the alias may appear later.
+        resolver.retry_in_background()
+    server = build_server(settings, board)
+    if _stop_requested.is_set():
+        logger.info("SIGTERM received while starting; not serving")
+        return 0
+    threading.Thread(
+        target=_shut_down_when_asked, args=(server,), name="sigterm", daemon=True
+    ).start()
+    try:
         server.run(
             host=settings.host,
             port=settings.port,
@@ -54,18 +66,19 @@ def _serve(settings: ServerSettings, board: StatusBoard) -> int:
             generate_client_file=False,
         )
     except KeyboardInterrupt:
-        # LitServe shuts down gracefully on KeyboardInterrupt once serving; this
-        # catches a signal that arrived while it was still starting its workers.
-        logger.info("stopped while starting")
+        # Ctrl+C while LitServe is still starting its workers (once serving,
+        # run() handles it and shuts down gracefully itself).
+        logger.info("interrupted while starting")
     return 0
 
 
 def _stop_on_sigterm() -> None:
     # Python leaves SIGTERM at its default, which kills only the main process
     # and orphans LitServe's HTTP process and worker (they keep answering), and
-    # which PID 1 in a container ignores altogether. Turning SIGTERM into the
-    # KeyboardInterrupt that LitServe's run() handles gives both a graceful
-    # shutdown of every process.
+    # which PID 1 in a container ignores altogether. The handler only raises a
+    # flag: an exception raised from it could land anywhere in LitServe's
+    # start-up (inside a logging lock, a manager call) and leave the process
+    # hung half-started. `_shut_down_when_asked` acts on the flag instead.
     main_pid = os.getpid()
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -75,11 +88,21 @@ def _stop_on_sigterm() -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        logger.info("SIGTERM received; shutting down")
-        raise KeyboardInterrupt
+        _stop_requested.set()
 
     signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _shut_down_when_asked(server: Any) -> None:
+    """Turn a SIGTERM into LitServe's own graceful shutdown of every process."""
+    _stop_requested.wait()
+    logger.info("SIGTERM received; shutting down")
+    # run() creates the shutdown event with its process manager, then blocks on
+    # it; setting it (early or late) makes run() stop the HTTP process and the
+    # worker. Its own /shutdown route does the same, but needs HTTP to be up.
+    while (event := getattr(server, "_shutdown_event", None)) is None:
+        time.sleep(0.05)
+    event.set()
 
 
 def _stop_children() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from core.config import Settings, Stage
+from core.config import BACKENDS, Settings, Stage
 from core.deployment.base import (
     DEFAULT_LAUNCH_TIMEOUT_S,
     Backend,
@@ -41,8 +41,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-BACKENDS = ("auto", "docker", "process")
 
 
 @dataclass(frozen=True)

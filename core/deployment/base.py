@@ -294,12 +294,24 @@ def _quoted(log_tail: str) -> str:
     return f" Its last log lines:\n{indented}"
 
 
-def announce(progress: Progress | None) -> Progress:
-    """A progress callback that also logs each message at INFO."""
+class _Announcer:
+    """Logs a progress message at INFO, then hands it to the caller's callback."""
 
-    def say(message: str) -> None:
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+
+    def __call__(self, message: str) -> None:
         logger.info("%s", message)
-        if progress is not None:
-            progress(message)
+        if self.progress is not None:
+            self.progress(message)
 
-    return say
+
+def announce(progress: Progress | None) -> Progress:
+    """A progress callback that also logs each message at INFO.
+
+    Layers pass their callback down (release → deploy → launch); one that
+    already logs is returned as is, so each message is logged once.
+    """
+    if isinstance(progress, _Announcer):
+        return progress
+    return _Announcer(progress)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from core import audit, registry
+from core import audit, cli, registry
 from core.cli import main
 from core.config import Settings
 from tests.conftest import ACCURACY_POLICY, REPO_ROOT, free_port, write_policy_file
@@ -488,3 +488,11 @@ def test_credentials_never_reach_output_or_logs_with_a_real_server(
     assert "http://***@127.0.0.1:" in outputs[-1]
     for text in [*outputs, caplog.text]:
         assert password not in text and user not in text
+
+
+def test_written_out_choices_match_the_registries() -> None:
+    from core.data import list_builtin
+    from core.training import ESTIMATORS
+
+    assert list(cli.DATASET_NAMES) == list_builtin()
+    assert list(cli.ESTIMATOR_NAMES) == sorted(ESTIMATORS)

@@ -181,8 +181,11 @@ def test_trained_runs_name_their_registered_versions(trained) -> None:
     catalog.wait(timeout=30)
     by_run = catalog.frame().set_index("run_id")["model_version"]
 
-    assert by_run[trained.run_id("1")] == "studio-classifier v1"
-    assert catalog.frame()["tags.studio.estimator"].notna().all()
+    # Other tests register the session's runs under their own model names too.
+    assert "studio-classifier v1" in by_run[trained.run_id("1")].split(", ")
+    ours = [trained.run_id(v) for v in ("1", "2", "3")]
+    estimators = catalog.frame().set_index("run_id").loc[ours, "tags.studio.estimator"]
+    assert estimators.notna().all()
     runs.refresh(trained.settings)
 
 
