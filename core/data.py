@@ -242,11 +242,12 @@ def dataset_from_frame(
 
 
 def normalise_column(column: pd.Series) -> pd.Series:
-    """Numbers (and booleans) become float64; everything else strings or None.
+    """Numbers (and booleans) become float64; everything else strings, missing NaN.
 
     Float64 for every number keeps the model signature simple (``double``) and
     lets a missing value arrive as NaN at inference, which an integer column's
-    ``long`` type would reject.
+    ``long`` type would reject. Missing categoricals stay NaN (not None) because
+    scikit-learn's imputers detect NaN in object columns but not None.
     """
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
         return column.astype("float64")

@@ -169,7 +169,8 @@ class GateResult:
     def summary(self) -> str:
         """One line: PASS, or FAIL naming each failed check."""
         if self.passed:
-            return f"PASS ({len(self.checks)} checks)"
+            count = len(self.checks)
+            return f"PASS ({count} check{'' if count == 1 else 's'})"
         return "FAIL: " + "; ".join(c.message for c in self.failed_checks)
 
     def as_dict(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import data, jobs
+from core import data, jobs, runs
 from core.audit import AuditEvent
 from core.config import STAGES, Settings
 from core.errors import StudioError
@@ -177,7 +177,7 @@ def job_progress(s: Settings, job_id: str) -> None:
     with ui.reporting("Reading the training job"):
         job = jobs.read_job(s, job_id)
         if not job.is_active:
-            _job_outcome(job)
+            _job_outcome(s, job)
             return
 
         @st.fragment(run_every=1.0)
@@ -190,9 +190,11 @@ def job_progress(s: Settings, job_id: str) -> None:
         _poll()
 
 
-def _job_outcome(job: jobs.Job) -> None:
+def _job_outcome(s: Settings, job: jobs.Job) -> None:
     if job.state == "succeeded":
         ui.refresh()
+        # The Runs page keeps a catalog of the training experiment: drop it too.
+        runs.refresh_training_runs(s)
         st.session_state.pop("overview.job", None)
         st.rerun()
     st.error(

@@ -233,16 +233,9 @@ def actions(
             elif blocked:
                 st.caption(f":red[:material/block:] **Needs**  \n{blocked}")
     if run_gate:
-        with st.status(f"Gating version {info.version}…", expanded=True) as status:
-            try:
-                result = gates.evaluate_gate(
-                    s, info.version, reason="run from the Promote page"
-                )
-            except Exception as exc:
-                status.update(label="The gate could not run", state="error")
-                ui.show_error(exc, "The gate")
-                return
-        ui.refresh()
+        result = ui.gate_version(s, info.version, "Promote")
+        if result is None:
+            return
         st.session_state["promote.last_gate"] = result
         st.rerun()  # redraw the pipeline with the recorded result
     last: gates.GateResult | None = st.session_state.get("promote.last_gate")

@@ -331,21 +331,10 @@ def run_gate(s: Settings, infos: list[VersionInfo], in_force: Policy) -> None:
             type="primary",
         )
         if clicked:
-            with st.status(f"Gating version {info.version}…", expanded=True) as status:
-                try:
-                    result = gates.evaluate_gate(
-                        s, info.version, reason="run from the what-if page"
-                    )
-                except Exception as exc:
-                    status.update(label="The gate could not run", state="error")
-                    ui.show_error(exc, "The gate")
-                    return
-                ui.refresh()
-                st.session_state["whatif.last_gate"] = result
-                status.update(
-                    label=f"Version {info.version}: {result.summary()}",
-                    state="complete" if result.passed else "error",
-                )
+            result = ui.gate_version(s, info.version, "what-if")
+            if result is None:
+                return
+            st.session_state["whatif.last_gate"] = result
         last: GateResult | None = st.session_state.get("whatif.last_gate")
         if last is not None:
             st.markdown(

@@ -395,7 +395,7 @@ def test_a_gate_result_is_stored_on_the_version(
     assert result.passed and version.gate_passed is True
     assert version.tags[tags.GATE_POLICY_DIGEST] == policy.digest
     assert version.tags[tags.GATE_BY] == "tester"
-    assert version.tags[tags.GATE_SUMMARY] == "PASS (1 checks)"
+    assert version.tags[tags.GATE_SUMMARY] == "PASS (1 check)"
     stored = client_for(model_settings).download_artifacts(
         version.run_id, version.tags[tags.GATE_ARTIFACT]
     )
