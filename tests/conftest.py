@@ -262,7 +262,7 @@ def mlflow_server(
         _wait_healthy(url, process, log_path)
         yield url
     finally:
-        _stop_group(process)
+        stop_group(process)
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -279,15 +279,15 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None
     pytest.fail(f"mlflow server not healthy in time:\n{log.read_text()[-3000:]}")
 
 
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """Stop the server's process group (its id is the pid we started)."""
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process group we started with start_new_session (id = its pid)."""
     try:
         os.killpg(process.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=30)
-    # The uvicorn worker shares the group; make sure it is gone too.
+    # Children (uvicorn workers, model servers) share the group: end them too.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)

@@ -16,7 +16,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from tests.conftest import (
     REPO_ROOT,
     free_port,
     new_store,
+    stop_group,
     write_policy_file,
 )
 
@@ -155,7 +155,7 @@ def studio_app(
         _wait_healthy(app)
         yield app
     finally:
-        _stop_group(process)
+        stop_group(process)
         _stop_servers(app.settings)
         _cancel_jobs(app.settings)
         with contextlib.suppress(OSError):
@@ -176,19 +176,6 @@ def _wait_healthy(app: StudioApp) -> None:
         f"streamlit did not answer /_stcore/health within {APP_START_SECONDS:.0f} s:"
         f"\n{app.log_tail()}"
     )
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """Stop the app's process group (its id is the pid we started)."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=30)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
 
 
 def _stop_servers(settings: Settings) -> None:

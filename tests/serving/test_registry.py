@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 
 from serving.registry import ResolutionError, proxied_uri, resolve_target
 from serving.settings import ServerSettings
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_group
 from tests.serving.conftest import (
     INT_MODEL,
     MIXED_MODEL,
@@ -159,7 +158,7 @@ def moved_store(
         _wait_until_up(url, process)
         yield MovedStore(store, url, store.artifact_root.as_uri(), access_log)
     finally:
-        _stop_group(process)
+        stop_group(process)
 
 
 def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -172,17 +171,6 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
             pass
         time.sleep(0.3)
     raise AssertionError(f"mlflow server at {url} did not come up")
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.mark.serving
