@@ -9,13 +9,20 @@ import logging
 
 import streamlit as st
 
+from core.tracking import fail_fast_over_http
 from pages import _components as ui
+
+fail_fast_over_http()
 
 # Streamlit configures only its own logger; this gives core's INFO lines (version
 # promoted, server up, gate failed) and the pages' tracebacks a place to go.
 logging.basicConfig(
     level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
 )
+# httpx logs every request at INFO, and the pages probe each server's /health
+# every few seconds; only their warnings belong in the app's log.
+for chatty in ("httpx", "httpcore"):
+    logging.getLogger(chatty).setLevel(logging.WARNING)
 
 st.set_page_config(
     page_title="Promotion Studio",

@@ -23,6 +23,7 @@ from core.config import (
     STAGES,
     Settings,
     Stage,
+    accuracy_threshold_from_env,
     load_settings,
     redact_text,
     with_actor,
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ERROR, EXIT_GATE_FAILED = 0, 1, 2
+# core.deployment.base.MIN_LAUNCH_TIMEOUT_S, written out for the same reason as
+# the names below (a test holds the two equal).
+MIN_LAUNCH_TIMEOUT_S = 1.0
 
 # Commands import MLflow and scikit-learn only when they run: importing them
 # costs seconds, and `--help` or the pipeline's `gate --stdin` need neither.
@@ -66,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SystemExit as exc:  # --help printed; keep main() returning a code
             return exc.code if isinstance(exc.code, int) else EXIT_OK
         _configure_logging(args.debug, args.verbose)
+        if not (args.debug or args.verbose):
+            # MLflow sets its own level when first imported (after this point):
+            # without this, a first `train` narrates its table migrations.
+            os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        if args.command == "gate" and args.stdin:
+            return _gate_stdin(args)
         settings = with_actor(load_settings(), args.actor)
         handler: Callable[[Settings, argparse.Namespace], int] = args.handler
         return handler(settings, args)
@@ -94,19 +104,96 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
 
 
+def _common_flags(*, suppress: bool) -> _Parser:
+    """The flags every command takes, before or after the command's name.
+
+    The copy attached to each subcommand must not write its defaults: argparse
+    would otherwise overwrite `python -m core --json status` with json=False.
+    """
+    common = _Parser(add_help=False)
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
+    common.add_argument(
+        "--json", action="store_true", help="machine-readable output", **default
+    )
+    common.add_argument(
+        "--debug", action="store_true", help="show tracebacks", **default
+    )
+    common.add_argument(
+        "-v", "--verbose", action="store_true", help="log at INFO", **default
+    )
+    common.add_argument(
+        "--actor",
+        help="who is acting (default: STUDIO_ACTOR or the OS user)",
+        **default,
+    )
+    return common
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number of 1 or more")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number of 0 or more")
+    return value
+
+
+def _seconds(minimum: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"{raw!r} is not a number of seconds of at least {minimum:g}"
+            )
+        return value
+
+    return parse
+
+
+def _fraction(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a fraction between 0 and 1")
+    return value
+
+
+def _version(raw: str) -> str:
+    # MLflow numbers versions 1, 2, ...; anything else would reach the store and
+    # come back as a misleading "check the tracking server" error.
+    if not raw.isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is not a model version; versions are whole numbers like 3"
+        )
+    return str(int(raw))
+
+
+def _expect_version(raw: str) -> str:
+    return raw if raw.lower() in ("none", "unset") else _version(raw)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    common = _Parser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
-    common.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
-    common.add_argument(
-        "--actor", help="who is acting (default: STUDIO_ACTOR or the OS user)"
-    )
-
+    common = _common_flags(suppress=True)
     parser = _Parser(
         prog="python -m core",
-        parents=[common],
+        parents=[_common_flags(suppress=False)],
         description="Promotion Studio: train, gate, promote and serve "
         "MLflow model versions.",
     )
@@ -133,15 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="hyper-parameter, repeatable (e.g. --param C=0.5)",
     )
-    train_cmd.add_argument("--test-size", type=float, default=0.25)
-    train_cmd.add_argument("--seed", type=int, default=42)
+    train_cmd.add_argument("--test-size", type=_fraction, default=0.25)
+    train_cmd.add_argument("--seed", type=_non_negative_int, default=42)
     train_cmd.add_argument("--description", default="")
     train_cmd.set_defaults(handler=_train)
 
     gate_cmd = commands.add_parser(
         "gate", parents=[common], help="evaluate the gate policy on a version"
     )
-    gate_cmd.add_argument("version", nargs="?", help="version (default: newest)")
+    gate_cmd.add_argument(
+        "version", nargs="?", type=_version, help="version (default: newest)"
+    )
     gate_cmd.add_argument(
         "--stdin",
         action="store_true",
@@ -153,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="CHECK=VALUE",
-        help="override a check's threshold",
+        help="what-if: evaluate with this threshold instead (never recorded)",
     )
     gate_cmd.add_argument(
         "--no-record", action="store_true", help="evaluate without recording the result"
@@ -167,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote_cmd.add_argument(
         "version",
         nargs="?",
+        type=_version,
         help="version (default: newest for staging, the staging "
         "version for production)",
     )
@@ -174,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote_cmd.add_argument("--reason", default="", help="why; recorded")
     promote_cmd.add_argument(
         "--expect",
+        type=_expect_version,
         metavar="VERSION|none",
         help="fail unless the alias still holds this version",
     )
@@ -194,22 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rollback_cmd.add_argument("--alias", default="production", choices=STAGES)
     rollback_cmd.add_argument("--reason", default="", help="why; required")
-    rollback_cmd.add_argument("--expect", metavar="VERSION")
+    rollback_cmd.add_argument("--expect", type=_version, metavar="VERSION")
     rollback_cmd.set_defaults(handler=_rollback)
 
     status_cmd = commands.add_parser(
         "status", parents=[common], help="versions, aliases, gate and smoke results"
     )
-    status_cmd.add_argument("--limit", type=int, default=20)
+    status_cmd.add_argument("--limit", type=_positive_int, default=20)
     status_cmd.set_defaults(handler=_status)
 
     history_cmd = commands.add_parser(
         "history", parents=[common], help="the audit log, newest first"
     )
-    history_cmd.add_argument("--limit", type=int, default=20)
+    history_cmd.add_argument("--limit", type=_positive_int, default=20)
     history_cmd.add_argument("--kind", action="append", default=[], choices=EVENT_KINDS)
     history_cmd.add_argument("--alias", choices=STAGES)
-    history_cmd.add_argument("--version")
+    history_cmd.add_argument("--version", type=_version)
     history_cmd.set_defaults(handler=_history)
 
     policy_cmd = commands.add_parser(
@@ -237,6 +328,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
         print(f"[{progress.fraction:4.0%}] {progress.message}", file=sys.stderr)
 
     result = train(settings, request, progress=show)
+    _github_outputs({"model_version": result.model_version, "run_id": result.run_id})
     if args.json:
         _print_json(result.as_dict())
     else:
@@ -253,9 +345,26 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _github_outputs(values: dict[str, str]) -> None:
+    """Publish step outputs when running as a GitHub Actions step.
+
+    Later steps then name the version this run registered instead of "the
+    newest", which another writer to the same registry could have replaced.
+    """
+    path = os.environ.get("GITHUB_OUTPUT")
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as out:
+            out.writelines(f"{key}={value}\n" for key, value in values.items())
+    except OSError as exc:
+        raise StudioError(
+            f"cannot append the step outputs to GITHUB_OUTPUT={path}: "
+            f"{exc.strerror}; unset GITHUB_OUTPUT outside GitHub Actions."
+        ) from None
+
+
 def _gate(settings: Settings, args: argparse.Namespace) -> int:
-    if args.stdin:
-        return _gate_stdin(settings)
     from core import gates
 
     policy = gates.load_policy(settings)
@@ -263,8 +372,21 @@ def _gate(settings: Settings, args: argparse.Namespace) -> int:
     if overrides:
         policy = policy.with_thresholds(overrides)
     version = args.version or _newest(settings)
+    # A what-if run: its thresholds are no policy, so recording it would replace
+    # the version's real gate result with one promotion then refuses as stale.
+    if overrides:
+        print(
+            "--threshold: a what-if evaluation, not recorded; save thresholds as "
+            "the policy (STUDIO_GATE_POLICY or the app's Gate what-if page) to "
+            "make them count",
+            file=sys.stderr,
+        )
     result = gates.evaluate_gate(
-        settings, version, policy, record=not args.no_record, reason=args.reason
+        settings,
+        version,
+        policy,
+        record=not args.no_record and not overrides,
+        reason=args.reason,
     )
     if args.json:
         _print_json(result.as_dict())
@@ -297,7 +419,28 @@ def _gate(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if result.passed else EXIT_GATE_FAILED
 
 
-def _gate_stdin(settings: Settings) -> int:
+def _gate_stdin(args: argparse.Namespace) -> int:
+    """The original pipeline's gate: stdin JSON against ACCURACY_THRESHOLD.
+
+    It reads no other setting, so an unrelated variable cannot break the
+    pipeline, and the policy file is consulted only when the threshold is unset.
+    """
+    ignored = [
+        flag
+        for flag, given in (
+            ("a version", args.version is not None),
+            ("--threshold", bool(args.threshold)),
+            ("--no-record", args.no_record),
+            ("--reason", bool(args.reason)),
+        )
+        if given
+    ]
+    if ignored:
+        raise UsageError(
+            f"gate --stdin takes its input from stdin and its threshold from "
+            f"ACCURACY_THRESHOLD; drop {', '.join(ignored)}."
+        )
+    threshold = accuracy_threshold_from_env()
     raw = sys.stdin.read()
     try:
         payload = json.loads(raw)
@@ -306,11 +449,10 @@ def _gate_stdin(settings: Settings) -> int:
             f"stdin is not JSON ({exc.msg} at line {exc.lineno}); send "
             '{"run_id": "...", "accuracy": 0.93, "model_version": 1}.'
         ) from None
-    threshold = settings.accuracy_threshold
     if threshold is None:
         from core import gates
 
-        policy = gates.load_policy(settings)
+        policy = gates.load_policy(load_settings())
         accuracy_checks = [
             c for c in policy.checks if c.options.get("metric") == "accuracy"
         ]
@@ -595,7 +737,7 @@ def _add_server_commands(
     )
     deploy_cmd.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds(MIN_LAUNCH_TIMEOUT_S),
         default=120.0,
         help="seconds to wait for /health (default: %(default)g)",
     )
@@ -613,7 +755,7 @@ def _add_server_commands(
         help="print a stage server's health; exit 1 when down or mismatched",
     )
     probe_cmd.add_argument("--stage", required=True, choices=STAGES)
-    probe_cmd.add_argument("--timeout", type=float, default=5.0)
+    probe_cmd.add_argument("--timeout", type=_seconds(0.1), default=5.0)
     probe_cmd.set_defaults(handler=_probe)
 
     smoke_cmd = commands.add_parser(
@@ -622,7 +764,7 @@ def _add_server_commands(
         help="replay golden rows against a stage's server; exit 2 on failure",
     )
     smoke_cmd.add_argument("--stage", required=True, choices=STAGES)
-    smoke_cmd.add_argument("--rows", type=int, default=50)
+    smoke_cmd.add_argument("--rows", type=_positive_int, default=50)
     smoke_cmd.add_argument(
         "--no-record", action="store_true", help="do not record the result"
     )
@@ -632,7 +774,7 @@ def _add_server_commands(
         "logs", parents=[common], help="the last lines a stage's server wrote"
     )
     logs_cmd.add_argument("--stage", required=True, choices=STAGES)
-    logs_cmd.add_argument("--lines", type=int, default=200)
+    logs_cmd.add_argument("--lines", type=_positive_int, default=200)
     logs_cmd.set_defaults(handler=_logs)
 
     servers_cmd = commands.add_parser(
@@ -667,9 +809,9 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _stop(settings: Settings, args: argparse.Namespace) -> int:
-    from core import deployment
+    from core import rollout
 
-    status = deployment.backend_for(settings, args.stage).stop(args.stage)
+    status = rollout.stop(settings, args.stage)
     if args.json:
         _print_json(status.as_dict())
     else:
@@ -685,7 +827,9 @@ def _probe(settings: Settings, args: argparse.Namespace) -> int:
         _print_json(result.as_dict())
     else:
         health = result.health or {
-            "status": "unreachable",
+            "status": "unreachable"
+            if result.http_status is None
+            else f"HTTP {result.http_status}",
             "stage": args.stage,
             "detail": result.message,
         }
@@ -721,6 +865,9 @@ def _logs(settings: Settings, args: argparse.Namespace) -> int:
     from core import deployment
 
     text = deployment.backend_for(settings, args.stage).logs(args.stage, args.lines)
+    if args.json:
+        _print_json({"stage": args.stage, "lines": text.splitlines()})
+        return EXIT_OK
     print(text if text else f"(the {args.stage} server has written no log yet)")
     return EXIT_OK
 
@@ -737,21 +884,27 @@ def _servers(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_SERVER_COLUMNS = ("stage", "backend", "state", "url", "detail")
+_SERVER_COLUMNS = ("stage", "alias", "backend", "state", "url", "detail")
 
 
 def _server_row(settings: Settings, stage: Stage) -> dict[str, Any]:
-    from core import deployment
+    from core import deployment, registry
 
+    try:
+        held: str | None = registry.alias_version(settings, stage)
+    except StudioError:
+        held = None
     # One stage's backend being unreachable (Docker stopped) must not hide the
     # other stage's status.
     try:
-        return deployment.backend_for(settings, stage).status(stage).as_dict()
+        row = deployment.backend_for(settings, stage).status(stage).as_dict()
     except StudioError as exc:
-        return {
+        row = {
             "stage": stage,
             "backend": "?",
             "state": "unknown",
             "url": None,
             "detail": str(exc),
         }
+    row["alias"] = f"v{held}" if held else None
+    return row

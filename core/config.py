@@ -185,6 +185,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+def accuracy_threshold_from_env(env: Mapping[str, str] | None = None) -> float | None:
+    """`ACCURACY_THRESHOLD` alone, for the pipeline's gate that needs nothing else.
+
+    Raises:
+        ConfigError: it is set but not a finite number.
+    """
+    return _float(os.environ if env is None else env, "ACCURACY_THRESHOLD")
+
+
 def with_actor(settings: Settings, actor: str | None) -> Settings:
     """A copy of `settings` acting as `actor` (unchanged when `actor` is empty)."""
     return replace(settings, actor=actor) if actor else settings

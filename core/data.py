@@ -31,6 +31,8 @@ FILE_SUFFIXES = (".csv", ".parquet", ".pq")
 DEFAULT_TEST_SIZE = 0.25
 DEFAULT_SEED = 42
 MIN_ROWS = 10
+# The column a built-in dataset's class labels are stored under.
+BUILTIN_TARGET = "target"
 
 
 @dataclass(frozen=True)
@@ -102,12 +104,19 @@ def load_dataset(spec: str, target: str | None = None) -> Dataset:
 
     Args:
         spec: a name from `list_builtin()` or a path to a ``.csv``/``.parquet`` file.
-        target: the target column; required for files, ignored for built-ins.
+        target: the target column; required for files. Built-ins predict their
+            own ``target`` column, and naming another is an error.
 
     Raises:
         DataError: the name is unknown, or the file is unusable (see `load_file`).
     """
     if spec in BUILTIN_DATASETS:
+        if target and target != BUILTIN_TARGET:
+            raise DataError(
+                f"{spec} is a built-in dataset whose labels are its "
+                f"{BUILTIN_TARGET!r} column; drop --target {target} (it names a "
+                "column of your own file)."
+            )
         return load_builtin(spec)
     if Path(spec).suffix.lower() in FILE_SUFFIXES or Path(spec).exists():
         if not target:
@@ -134,9 +143,9 @@ def load_builtin(name: str) -> Dataset:
     features = bunch.data.astype("float64")  # type: ignore[attr-defined]
     names = list(bunch.target_names)  # type: ignore[attr-defined]
     labels = pd.Series([names[i] for i in bunch.target], name="target")  # type: ignore[attr-defined]
-    frame = features.assign(target=labels.values)
+    frame = features.assign(**{BUILTIN_TARGET: labels.values})
     return _validated(
-        Dataset(name=name, source=f"sklearn:{name}", frame=frame, target="target")
+        Dataset(name=name, source=f"sklearn:{name}", frame=frame, target=BUILTIN_TARGET)
     )
 
 
@@ -250,7 +259,18 @@ def normalise_column(column: pd.Series) -> pd.Series:
     scikit-learn's imputers detect NaN in object columns but not None.
     """
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
-        return column.astype("float64")
+        numbers = column.astype("float64")
+        # scikit-learn refuses infinity outright; an overflowed cell is as good as
+        # missing, and the pipeline imputes missing values.
+        infinite = np.isinf(numbers)
+        if infinite.any():
+            logger.warning(
+                "Column %r has %d infinite values; treating them as missing",
+                column.name,
+                int(infinite.sum()),
+            )
+            numbers = numbers.mask(infinite)
+        return numbers
     as_text = column.astype("object").where(column.notna(), None)
     return as_text.map(lambda v: v if v is None else str(v)).astype("object")
 

@@ -259,17 +259,25 @@ def wait(
         time.sleep(poll)
 
 
-def preview_upload(upload: Upload, rows: int = 1000) -> pd.DataFrame:
-    """Read an uploaded CSV or Parquet file (its first `rows` rows) for a preview.
+def preview_upload(upload: Upload, rows: int | None = 1000) -> pd.DataFrame:
+    """Read an uploaded CSV or Parquet file (its first `rows` rows; None: all).
 
     Raises:
-        DataError: the file type is not supported or the content is unreadable.
+        DataError: the file type is not supported or the content is unreadable;
+            the message names the file as uploaded, not the temporary copy.
     """
     suffix = _upload_suffix(upload.name)
     with tempfile.TemporaryDirectory(prefix="studio-upload-") as tmp:
         path = Path(tmp) / f"{_safe_stem(upload.name)}{suffix}"
         path.write_bytes(upload.data)
-        return read_table(path).head(rows)
+        try:
+            frame = read_table(path)
+        except DataError as exc:
+            # Readers quote the path they opened (pyarrow does); the temporary
+            # folder means nothing to the person who uploaded the file.
+            text = str(exc).replace(str(path), path.name)
+            raise DataError(text.replace(path.name, upload.name)) from None
+    return frame if rows is None else frame.head(rows)
 
 
 def jobs_dir(settings: Settings) -> Path:
@@ -514,7 +522,9 @@ def _run_worker(folder: Path) -> int:
         _update_status(folder, state="cancelled", message="Cancelled")
         return 130
     except StudioError as exc:
-        logger.exception("Training failed: %s", exc)
+        # An expected refusal (bad data, a rule not met): its message says what to
+        # fix, and the job log is shown in the app, so no traceback.
+        logger.error("Training failed: %s", exc)
         _update_status(folder, state="failed", message="Failed", error=str(exc))
         return 1
     except Exception as exc:

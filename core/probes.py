@@ -53,6 +53,7 @@ class ProbeResult:
     matches: bool | None
     light: str
     message: str
+    identity_problems: tuple[str, ...] = ()
 
     @property
     def is_healthy(self) -> bool:
@@ -73,6 +74,7 @@ class ProbeResult:
             "matches": self.matches,
             "light": self.light,
             "message": self.message,
+            "identity_problems": list(self.identity_problems),
         }
 
 
@@ -113,16 +115,30 @@ def probe(settings: Settings, stage: Stage, timeout: float = 2.0) -> ProbeResult
     started = time.perf_counter()
     code, health = fetch_health(url, timeout)
     elapsed = round((time.perf_counter() - started) * 1000, 1)
+    expected_run: str | None = None
     try:
         expected = alias_version(settings, stage)
+        if expected is not None:
+            expected_run = get_version(settings, expected, with_run=False).run_id
         registry_error = ""
     except StudioError as exc:
         expected, registry_error = None, str(exc)
     served = health.get("model_version") if code == 200 else None
     served = None if served is None else str(served)
-    matches = None if served is None or registry_error else served == expected
+    # A version number alone proves nothing: another store, or another model on
+    # the same port, can serve a "version 1" too. Identity is name, stage and run.
+    foreign = (
+        _identity_problems(settings, stage, health, expected, expected_run)
+        if served is not None and not registry_error
+        else []
+    )
+    matches = (
+        None if served is None or registry_error else served == expected and not foreign
+    )
 
     light, message = _judge(stage, url, code, health, served, expected, registry_error)
+    if foreign:
+        light, message = "red", "MISMATCH: " + "; ".join(foreign)
     return ProbeResult(
         stage=stage,
         url=url,
@@ -135,6 +151,7 @@ def probe(settings: Settings, stage: Stage, timeout: float = 2.0) -> ProbeResult
         matches=matches,
         light=light,
         message=message,
+        identity_problems=tuple(foreign),
     )
 
 
@@ -172,6 +189,44 @@ def _judge(
             f"redeploy with python -m core deploy --stage {stage}"
         )
     return "green", f"serving version {served}, as {stage} says"
+
+
+def _identity_problems(
+    settings: Settings,
+    stage: Stage,
+    health: dict[str, Any],
+    expected: str | None,
+    expected_run: str | None,
+) -> list[str]:
+    """What in the health body says this server is not the alias's version."""
+    problems = []
+    served_name = health.get("model_name")
+    if served_name is not None and served_name != settings.model_name:
+        problems.append(
+            f"the server serves model {served_name!r}, not {settings.model_name!r}; "
+            "check STUDIO_MODEL_NAME and the port settings"
+        )
+    served_stage = health.get("stage")
+    if served_stage is not None and served_stage != stage:
+        problems.append(
+            f"the server on the {stage} port says it is the {served_stage} server; "
+            "check the port settings"
+        )
+    served_run = health.get("run_id")
+    if (
+        not problems
+        and expected is not None
+        and expected_run
+        and str(health.get("model_version")) == expected
+        and served_run != expected_run
+    ):
+        problems.append(
+            f"the server serves version {expected} from run {served_run}, but this "
+            f"registry's version {expected} comes from run {expected_run}: it "
+            f"belongs to another tracking store; redeploy with python -m core "
+            f"deploy --stage {stage}"
+        )
+    return problems
 
 
 def predict(
@@ -220,6 +275,10 @@ def smoke(
         raise ProbeError(f"rows={rows}; send at least one row.")
     checked = probe(settings, stage, timeout=5.0)
     if checked.served_version is None:
+        raise ProbeError(f"cannot smoke-test {stage}: {checked.message}")
+    if checked.identity_problems:
+        # Another model or store answers on this port: a pass recorded now would
+        # land on a version of ours that nobody serves.
         raise ProbeError(f"cannot smoke-test {stage}: {checked.message}")
     version = checked.served_version
     info = get_version(settings, version)

@@ -71,7 +71,13 @@ def preconditions(
     """The rules for moving `info` onto `to`, each with whether it holds now."""
     if to == "staging":
         return [_gate_passed(settings, info)]
-    return [_in_staging(settings, info), _smoke_passed(info)]
+    # The gate again: an override that let a failing version onto staging must
+    # not carry it on to production unnoticed, nor a policy saved since.
+    return [
+        _gate_passed(settings, info),
+        _in_staging(settings, info),
+        _smoke_passed(info),
+    ]
 
 
 def _gate_passed(settings: Settings, info: VersionInfo) -> Precondition:
@@ -273,10 +279,14 @@ def _move(
 ) -> MoveResult:
     at = audit.now()
     previous = move_alias(settings, alias, info.version, expected)
+    reached = info.tags.get(tags.STATUS, "candidate")
+    if tags.STATUS_ORDER.index(alias) > _rank(reached):
+        reached = alias
     set_version_tags(
         settings,
         info.version,
         {
+            tags.STATUS: reached,
             tags.moved(alias, "by"): settings.actor,
             tags.moved(alias, "at"): at.isoformat(),
             tags.moved(alias, "reason"): reason or "-",
@@ -322,7 +332,8 @@ def _move(
             from_version=previous,
             reason=reason,
             override=override,
-            outcome="moved",
+            # Re-promoting the holder (to redeploy it) is recorded, as no move.
+            outcome="moved" if previous != info.version else "kept",
             evidence=evidence,
         ),
     )
@@ -343,3 +354,7 @@ def _move(
         event=event,
         overridden=tuple(overridden),
     )
+
+
+def _rank(status: str) -> int:
+    return tags.STATUS_ORDER.index(status) if status in tags.STATUS_ORDER else 0

@@ -3,7 +3,8 @@
 The app's Promote page and the CLI call these so that a release is the same
 sequence everywhere: promote (or roll back) → launch or restart the stage's
 server → wait for health → probe (the served version must be the alias's) →
-smoke (recorded on the version). Each deployment is also an audit event.
+smoke (recorded on the version). Each deployment, failed or not, is also an
+audit event.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ from typing import Any
 from core import audit, promotion
 from core.config import STAGES, Settings, Stage
 from core.deployment import Backend, Progress, ServerStatus, backend_for, get_backend
-from core.deployment.base import DEFAULT_LAUNCH_TIMEOUT_S, announce, read_record
+from core.deployment.base import (
+    DEFAULT_LAUNCH_TIMEOUT_S,
+    announce,
+    read_record,
+    require_launch_timeout,
+)
 from core.errors import DeploymentError, StudioError
 from core.probes import ProbeResult, SmokeResult, probe, smoke
-from core.registry import CURRENT
+from core.registry import CURRENT, alias_version
 
 logger = logging.getLogger(__name__)
 
@@ -75,36 +81,40 @@ def deploy(
 ) -> DeployResult:
     """Launch (or replace) the stage's server, probe it and record the deployment.
 
-    A server of the same stage left by the other backend is stopped first, so
-    switching between Docker and processes never fights over the port.
+    The chosen backend first checks everything its launch needs; only then is
+    a server of the same stage left by the other backend stopped, so switching
+    between Docker and processes never fights over the port, and a launch that
+    cannot start leaves the old server serving. A deploy that fails once the
+    backend is chosen is recorded as a "failed" deploy event, then raised;
+    refused arguments (stage, backend name, timeout) are not events.
 
     Raises:
-        DeploymentError: the launch failed, or the server serves another
-            version than the alias names.
+        DeploymentError: the launch timeout is too short, the launch failed,
+            or the server serves another version than the alias names.
     """
     if stage not in STAGES:
         raise StudioError(f"unknown stage {stage!r}; use staging or production.")
+    require_launch_timeout(launch_timeout)
     say = announce(progress)
     chosen = get_backend(settings, backend, launch_timeout)
-    _stop_other_backend(settings, stage, chosen, say)
-    status = chosen.launch(stage, say)
-    checked = probe(settings, stage)
-    audit.record(
+    try:
+        chosen.prepare(stage, say)
+        _stop_other_backend(settings, stage, chosen, say)
+        status = chosen.launch(stage, say)
+        checked = probe(settings, stage)
+    except StudioError as exc:
+        _record_failure(settings, stage, chosen.name, exc)
+        raise
+    _record_deploy(
         settings,
-        audit.AuditEvent(
-            kind="deploy",
-            model_name=settings.model_name,
-            actor=settings.actor,
-            at=audit.now(),
-            alias=stage,
-            version=checked.served_version,
-            outcome="running" if checked.is_healthy else "unhealthy",
-            evidence={
-                "backend": chosen.name,
-                "status": status.as_dict(),
-                "probe": checked.as_dict(),
-            },
-        ),
+        stage,
+        checked.served_version,
+        "running" if checked.is_healthy else "unhealthy",
+        {
+            "backend": chosen.name,
+            "status": status.as_dict(),
+            "probe": checked.as_dict(),
+        },
     )
     if not checked.is_healthy:
         raise DeploymentError(
@@ -112,6 +122,30 @@ def deploy(
             f"{checked.message}"
         )
     return DeployResult(status=status, probe=checked, backend=chosen.name)
+
+
+def stop(settings: Settings, stage: Stage) -> ServerStatus:
+    """Stop the stage's server, whichever backend runs it, and record that.
+
+    A stage with nothing serving is as much a fact of the audit trail as a
+    deployment: who took production down, and when.
+    """
+    if stage not in STAGES:
+        raise StudioError(f"unknown stage {stage!r}; use staging or production.")
+    backend = backend_for(settings, stage)
+    was = backend.status(stage)
+    # Ask what it served before it goes, for the record.
+    served = probe(settings, stage).served_version if was.is_up else None
+    status = backend.stop(stage)
+    if was.is_up:
+        _record_deploy(
+            settings,
+            stage,
+            served,
+            "stopped",
+            {"backend": backend.name, "status": status.as_dict()},
+        )
+    return status
 
 
 def release(
@@ -192,6 +226,49 @@ def _serve_move(
     return ReleaseResult(
         move=move, status=deployed.status, probe=deployed.probe, smoke=result
     )
+
+
+def _record_deploy(
+    settings: Settings,
+    stage: Stage,
+    version: str | None,
+    outcome: str,
+    evidence: dict[str, Any],
+) -> None:
+    audit.record(
+        settings,
+        audit.AuditEvent(
+            kind="deploy",
+            model_name=settings.model_name,
+            actor=settings.actor,
+            at=audit.now(),
+            alias=stage,
+            version=version,
+            outcome=outcome,
+            evidence=evidence,
+        ),
+    )
+
+
+def _record_failure(
+    settings: Settings, stage: Stage, backend: str, exc: StudioError
+) -> None:
+    try:
+        _record_deploy(
+            settings,
+            stage,
+            alias_version(settings, stage),
+            "failed",
+            {"backend": backend, "error": str(exc)},
+        )
+    except StudioError as unrecorded:
+        # The deploy's own error is the one to show; a store that cannot take
+        # the event is often the very reason the deploy failed.
+        logger.warning(
+            "Could not record the failed %s deploy in the audit log: %s",
+            stage,
+            unrecorded,
+        )
 
 
 def _stop_other_backend(

@@ -115,6 +115,8 @@ class LoadStatus:
     def describe(self) -> str:
         """One line such as "1 000 of ~10 000 runs loaded"."""
         if self.complete:
+            if self.loaded == 1:
+                return "The only run loaded"
             return f"All {_count(self.loaded)} runs loaded"
         if self.estimated_total:
             text = (

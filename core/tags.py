@@ -19,7 +19,9 @@ RUN_ACTOR = "studio.actor"
 GOLDEN_DIGEST = "studio.golden_digest"
 
 # Model versions.
+# The furthest stage a version has reached: candidate, staging, then production.
 STATUS = "studio.status"
+STATUS_ORDER = ("candidate", "staging", "production")
 GATE_PASSED = "studio.gate.passed"
 GATE_POLICY_DIGEST = "studio.gate.policy_digest"
 GATE_AT = "studio.gate.at"

@@ -138,12 +138,24 @@ def search_literal(value: str) -> str:
     )
 
 
+def fail_fast_over_http() -> None:
+    """Give up on an unreachable tracking server in seconds, not minutes.
+
+    MLflow retries a failed request 7 times with backoff (about four minutes),
+    built for batch jobs riding out rate limits; a page that waits that long
+    looks dead. For interactive callers (the app); variables already set win.
+    """
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+
+
 def unreachable(settings: Settings, exc: Exception) -> RegistryError:
     """Wrap an MLflow failure in a message that names the store and the next step."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    text = redact_text(text)
+    text = redact_text(text)[:300].rstrip(". ")
     return RegistryError(
-        f"MLflow at {settings.redacted_tracking_uri()} failed: {text[:300]}. "
+        f"MLflow at {settings.redacted_tracking_uri()} failed: {text}. "
         "Check MLFLOW_TRACKING_URI and that the tracking server is running."
     )
 

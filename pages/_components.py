@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 from streamlit.runtime.pages_manager import PagesManager
 
-from core import artifacts, audit, deployment, gates, probes, promotion, registry
+from core import artifacts, audit, deployment, gates, probes, promotion, registry, tags
 from core.config import STAGES, Settings, Stage, load_settings, with_actor
 from core.errors import (
     BackendUnavailableError,
@@ -50,7 +51,7 @@ HEX = {
     "violet": "#7c3aed",
     "blue": "#2563eb",
 }
-PASS_BG, FAIL_BG, IDLE_BG = "#d1fae5", "#fee2e2", "#f1f5f9"
+PASS_BG, FAIL_BG, WAIT_BG, IDLE_BG = "#d1fae5", "#fee2e2", "#fef3c7", "#f1f5f9"
 STAGE_COLOR = {"candidate": "gray", "staging": "violet", "production": "blue"}
 STAGE_ICON = {
     "candidate": ":material/inventory_2:",
@@ -71,6 +72,12 @@ EVENT_ICON = {
     "smoke": ":material/local_fire_department:",
     "policy": ":material/tune:",
     "deploy": ":material/dns:",
+}
+GATE_LABEL = {
+    "": "",
+    "pass": " · gate ✓",
+    "fail": " · gate ✗",
+    "stale": " · gate stale",
 }
 SERVER_STATE_COLOR = {
     "running": PASS,
@@ -189,6 +196,57 @@ def show_error(exc: BaseException, action: str = "") -> None:
         "report it if it happens again.",
         icon=ERROR_ICON,
     )
+
+
+# Core's messages serve the CLI too: some end with the command to run next,
+# which inside the app sits next to the button doing the same thing.
+_CLI_HINT = "python -m core"
+_CLI_PAREN = re.compile(r"\s*\([^()]*python -m core[^()]*\)")
+_ISO_TIME = re.compile(
+    r"(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?(?:\+00:00|Z)"
+)
+
+
+def without_cli_hints(text: str) -> str:
+    """`text` without the clauses naming a ``python -m core`` command.
+
+    "no staging server answers at URL; deploy it with python -m core deploy …"
+    becomes "no staging server answers at URL"; callers add the app's own step.
+    """
+    text = _CLI_PAREN.sub("", text)
+    kept = [c for c in _clauses(text) if _CLI_HINT not in c]
+    return " ".join(kept).rstrip(" ;,") if kept else text
+
+
+def _clauses(text: str) -> list[str]:
+    """Split after each "; " or ". " outside parentheses, keeping the marks."""
+    found, start, depth = [], 0, 0
+    for index, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        ends = char in ";." and depth <= 0
+        if ends and (index + 1 == len(text) or text[index + 1].isspace()):
+            found.append(text[start : index + 1].strip())
+            start = index + 1
+    tail = text[start:].strip()
+    return [*found, tail] if tail else found
+
+
+def readable_times(text: str) -> str:
+    """ISO timestamps in core's messages as "2026-12-04 06:38:13 UTC"."""
+    return _ISO_TIME.sub(r"\1 \2 UTC", text)
+
+
+def when(stamp: str | None) -> str:
+    """A recorded ISO timestamp (a tag value) as "2026-12-04 06:38:13 UTC"."""
+    if not stamp:
+        return "?"
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
 
 
 @contextmanager
@@ -397,16 +455,19 @@ def start_task(
     title: str,
     work: Callable[[Callable[[str], None]], Any],
     summarize: Callable[[Any], str] = lambda _r: "",
-) -> None:
+) -> Task | None:
     """Start a background task; a refusal is kept to show on the next run.
 
-    Meant for `on_click` callbacks, which run before the page is drawn.
+    Meant for `on_click` callbacks, which run before the page is drawn. Returns
+    the task, or None when it was refused.
     """
     try:
-        task_board().start(key, title, settings().actor, work, summarize)
-        st.session_state.pop(f"task.refused.{key}", None)
+        task = task_board().start(key, title, settings().actor, work, summarize)
     except StudioError as exc:
         st.session_state[f"task.refused.{key}"] = str(exc)
+        return None
+    st.session_state.pop(f"task.refused.{key}", None)
+    return task
 
 
 def task_panel(key: str) -> Task | None:
@@ -458,22 +519,24 @@ def _acknowledge(task: Task) -> None:
 def _draw_task(task: Task) -> None:
     """The task's log in a status box; its outcome below, always visible."""
     ended = {"running": "running…", "complete": "done", "error": "failed"}
-    with st.status(
+    # Not used as a context manager: leaving `with st.status(...)` turns a
+    # "running" box into "complete", so a running task showed a check mark.
+    box = st.status(
         f"{task.title} — {ended[task.state]}",
         state=task.state,
         expanded=task.running,
-    ):
-        st.caption(f"Started by {task.actor} at {task.started_at:%H:%M:%S} UTC")
-        lines = list(task.lines)
-        st.code("\n".join(lines[-40:]) or "(no progress reported yet)", language=None)
+    )
+    box.caption(f"Started by {task.actor} at {task.started_at:%H:%M:%S} UTC")
+    lines = "\n".join(list(task.lines)[-40:])
+    box.code(readable_times(lines) or "(no progress reported yet)", language=None)
     if task.error:
         first, _, rest = task.error.partition("\n")
-        st.error(first, icon=ERROR_ICON)
+        st.error(readable_times(without_cli_hints(first)), icon=ERROR_ICON)
         if rest.strip():
             with st.expander("Details"):
                 st.code(rest.strip(), language=None)
     elif task.summary:
-        st.success(task.summary, icon=":material/check_circle:")
+        st.success(readable_times(task.summary), icon=":material/check_circle:")
 
 
 # --- drawing helpers ------------------------------------------------------------
@@ -500,6 +563,28 @@ def outcome_md(passed: bool | None, label: str) -> str:
     return badge_md(f"{label} failed", FAIL, ":material/close:")
 
 
+def gate_outcome(info: VersionInfo, policy_digest: str | None) -> str:
+    """The version's gate as "pass", "fail", "stale" or "" (not run).
+
+    "stale": it passed another policy than `policy_digest`, the one in force,
+    which promotion does not accept (see core.promotion). Without a digest a
+    pass stays a pass.
+    """
+    if info.gate_passed is None:
+        return ""
+    if not info.gate_passed:
+        return "fail"
+    recorded = info.tags.get(tags.GATE_POLICY_DIGEST, "")
+    return "stale" if policy_digest and recorded != policy_digest else "pass"
+
+
+def gate_md(info: VersionInfo, policy_digest: str | None) -> str:
+    """Markdown badge for the version's gate, amber when it passed an old policy."""
+    if gate_outcome(info, policy_digest) == "stale":
+        return badge_md("gate stale", WAIT, ":material/history:")
+    return outcome_md(info.gate_passed, "gate")
+
+
 def stage_badges(held: Mapping[str, str]) -> None:
     """One line of badges: which version holds each stage."""
     parts = [
@@ -511,17 +596,25 @@ def stage_badges(held: Mapping[str, str]) -> None:
     st.markdown(" ".join(parts))
 
 
-def version_label(info: VersionInfo) -> str:
-    """A one-line label for pickers: number, aliases, gate outcome."""
+def version_label(info: VersionInfo, policy_digest: str | None = None) -> str:
+    """A one-line label for pickers: number, aliases, gate outcome.
+
+    With the digest of the policy in force, a pass under another policy reads
+    "gate stale".
+    """
     held = f" · {', '.join(info.aliases)}" if info.aliases else ""
-    gate = {None: "", True: " · gate ✓", False: " · gate ✗"}[info.gate_passed]
+    gate = GATE_LABEL[gate_outcome(info, policy_digest)]
     accuracy = info.metrics.get("accuracy")
     score = f" · acc {accuracy:.3f}" if accuracy is not None else ""
     return f"v{info.version}{held}{gate}{score}"
 
 
 def version_select(
-    label: str, infos: Sequence[VersionInfo], key: str, default: str | None = None
+    label: str,
+    infos: Sequence[VersionInfo],
+    key: str,
+    default: str | None = None,
+    policy_digest: str | None = None,
 ) -> VersionInfo:
     """A version picker whose choice survives reruns and list refreshes."""
     numbers = [i.version for i in infos]
@@ -534,20 +627,27 @@ def version_select(
     st.session_state[key] = chosen
     by_number = {i.version: i for i in infos}
     chosen = st.selectbox(
-        label, numbers, key=key, format_func=lambda v: version_label(by_number[v])
+        label,
+        numbers,
+        key=key,
+        format_func=lambda v: version_label(by_number[v], policy_digest),
     )
     return by_number[chosen]
 
 
-def version_card(info: VersionInfo) -> None:
-    """A bordered card: version, where it is, what it is, how it scores."""
+def version_card(info: VersionInfo, policy_digest: str | None = None) -> None:
+    """A bordered card: version, where it is, what it is, how it scores.
+
+    `policy_digest` is the policy in force, against which the gate badge says
+    whether a pass is stale.
+    """
     with st.container(border=True):
         st.markdown(f"**Version {info.version}** of `{info.model_name}`")
         badges = [stage_md(a) for a in info.aliases if a in STAGE_COLOR]
         if not badges:
             badges = [stage_md("candidate")]
         badges += [
-            outcome_md(info.gate_passed, "gate"),
+            gate_md(info, policy_digest),
             outcome_md(info.smoke_passed, "smoke"),
         ]
         st.markdown(" ".join(badges))
@@ -563,11 +663,12 @@ def version_card(info: VersionInfo) -> None:
                 column.metric(metric, f"{info.metrics[metric]:.4f}")
 
 
-def health_light(result: probes.ProbeResult) -> None:
+def health_light(result: probes.ProbeResult, next_step: str = "") -> None:
     """A stage's live health: coloured light, served version and response time.
 
-    The probe's message is shown under the light, except for a mismatch between
-    the served version and the alias, which callers show as a red banner.
+    The probe's message is shown under the light (with `next_step`, the page's
+    own way to start the server, when none answers), except for a mismatch
+    between the served version and the alias, which callers show as a red banner.
     """
     color = LIGHT_COLOR.get(result.light, IDLE)
     label = LIGHT_LABEL.get(result.light, result.light)
@@ -581,7 +682,10 @@ def health_light(result: probes.ProbeResult) -> None:
         + (f" {details}" if details else "")
     )
     if result.matches is not False:  # a mismatch gets its own red banner
-        st.caption(result.message)
+        message = without_cli_hints(result.message)
+        if next_step and not result.reachable:
+            message = f"{message}. {next_step}"
+        st.caption(message)
 
 
 def pass_fail_frame(checks: Sequence[CheckResult]) -> pd.DataFrame:
@@ -616,6 +720,8 @@ def color_outcome(value: Any) -> str:
         return f"background-color: {FAIL_BG}; color: {HEX['red']}; font-weight: 600"
     if value == "n/a":
         return f"background-color: {IDLE_BG}; color: {HEX['gray']}"
+    if value == "stale":
+        return f"background-color: {WAIT_BG}; color: {HEX['orange']}; font-weight: 600"
     return ""
 
 

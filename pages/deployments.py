@@ -69,20 +69,22 @@ def _start(s: Settings, stage: Stage, action: str) -> None:
     """Button callback: launch, restart or stop the server in the background."""
 
     def work(progress: Any) -> Any:
+        # Through rollout, so each of these is an audit event like a release.
         if action == "launch":
             return rollout.deploy(s, stage, progress=progress)
-        backend = ui.stage_backend(s, stage)
         if action == "restart":
-            return backend.restart(stage, progress=progress)
-        return backend.stop(stage)
+            backend = ui.stage_backend(s, stage).name
+            return rollout.deploy(s, stage, backend=backend, progress=progress)
+        return rollout.stop(s, stage)
 
     ui.start_task(stage, f"{action.capitalize()} the {stage} server", work, _describe)
 
 
 def _describe(result: Any) -> str:
     if isinstance(result, rollout.DeployResult):
-        return f"Running on {result.backend}: {result.probe.message}"
-    return f"Server {result.state}: {result.detail}"
+        health = ui.without_cli_hints(result.probe.message)
+        return f"Running on {result.backend}: {health}"
+    return f"Server {result.state}: {ui.without_cli_hints(result.detail)}"
 
 
 def server_state(s: Settings, stage: Stage) -> str:
@@ -93,11 +95,16 @@ def server_state(s: Settings, stage: Stage) -> str:
         ui.show_error(exc, f"Reading the {stage} server")
         return "missing"
     color = ui.SERVER_STATE_COLOR.get(status.state, ui.IDLE)
-    since = f" · since {status.started_at:%H:%M:%S}" if status.started_at else ""
+    # A stopped or exited server keeps its record's start time; "since" would
+    # then read as if it still ran.
+    since = ""
+    if status.started_at is not None and status.state in ("running", "starting"):
+        since = f" · since {status.started_at:%H:%M:%S} UTC"
     st.markdown(
         ui.badge_md(status.state, color, ":material/dns:") + f" {status.backend}{since}"
     )
-    st.caption(status.detail + (f" · {status.url}" if status.url else ""))
+    detail = ui.readable_times(ui.without_cli_hints(status.detail))
+    st.caption(detail + (f" · {status.url}" if status.url else ""))
     return status.state
 
 
@@ -106,7 +113,7 @@ def live_health(s: Settings, stage: Stage) -> None:
     """Probe the server every few seconds: light, versions, response time."""
     with ui.reporting(f"Probing {stage}"):
         result = ui.probe(s, stage)
-        ui.health_light(result)
+        ui.health_light(result, next_step="Press Launch to start it.")
         served, alias, timing = st.columns(3)
         served.metric(
             "Serves", f"v{result.served_version}" if result.served_version else "—"
@@ -120,7 +127,11 @@ def live_health(s: Settings, stage: Stage) -> None:
             f"{result.response_ms:.0f} ms" if result.response_ms is not None else "—",
         )
         if result.matches is False:
-            st.error(result.message, icon=":material/sync_problem:")
+            st.error(
+                f"{ui.without_cli_hints(result.message)}. Restart the server to "
+                f"serve the {stage} version, or roll back on the Promote page.",
+                icon=":material/sync_problem:",
+            )
         latency_chart(stage)
 
 

@@ -31,8 +31,9 @@ def status_row(s: Settings, infos: list[VersionInfo]) -> None:
         for result in results.values():
             if result.matches is False:
                 st.error(
-                    f"**{result.stage}**: {result.message}. Restart the server on "
-                    "the Deployments page, or roll back on the Promote page.",
+                    f"**{result.stage}**: {ui.without_cli_hints(result.message)}. "
+                    "Restart the server on the Deployments page, or roll back on "
+                    "the Promote page.",
                     icon=":material/sync_problem:",
                 )
         model, *stages = st.columns([1.2, 1, 1], gap="medium")
@@ -48,7 +49,7 @@ def model_card(s: Settings, infos: list[VersionInfo]) -> None:
     st.markdown(f"**Model** · `{s.model_name}`")
     newest = infos[0]
     st.metric("Versions", len(infos), help="Registered versions of this model.")
-    st.caption(f"Newest: {ui.version_label(newest)}")
+    st.caption(f"Newest: {ui.version_label(newest, ui.policy(s).digest)}")
     others = [n for n in ui.model_names(s) if n != s.model_name]
     if others:
         st.caption("Also in this store: " + ", ".join(f"`{n}`" for n in others))
@@ -61,11 +62,11 @@ def stage_card(stage: str, version: str | None, result: ProbeResult) -> None:
         f"{stage.capitalize()} alias",
         f"v{version}" if version else "unset",
     )
-    ui.health_light(result)
+    ui.health_light(result, next_step="Launch it on the Deployments page.")
 
 
-def latest_versions(infos: list[VersionInfo]) -> None:
-    """The five newest versions with their outcomes."""
+def latest_versions(infos: list[VersionInfo], policy_digest: str) -> None:
+    """The five newest versions with their outcomes; an old policy's pass is stale."""
     rows = [
         {
             "version": f"v{i.version}",
@@ -73,7 +74,7 @@ def latest_versions(infos: list[VersionInfo]) -> None:
             "estimator": i.tags.get("studio.estimator", ""),
             "accuracy": i.metrics.get("accuracy"),
             "f1": i.metrics.get("f1"),
-            "gate": {None: "", True: "pass", False: "fail"}[i.gate_passed],
+            "gate": ui.gate_outcome(i, policy_digest),
             "smoke": {None: "", True: "pass", False: "fail"}[i.smoke_passed],
             "registered": i.created_at.strftime("%b %d %H:%M"),
         }
@@ -130,11 +131,17 @@ def first_model(s: Settings) -> None:
             index=builtin.index(FIRST_DATASET) if FIRST_DATASET in builtin else 0,
             key="overview.dataset",
         )
+        job = _first_model_job(s)
+        training = job is not None and job.is_active
         st.button(
             "Train a first model",
             key="overview.train",
             type="primary",
             icon=":material/model_training:",
+            disabled=training,
+            help="A model is training; its version appears here when it is done."
+            if training
+            else None,
             on_click=start_first_model,
             args=(s,),
         )
@@ -146,13 +153,20 @@ def first_model(s: Settings) -> None:
         refused = st.session_state.pop("overview.refused", None)
         if refused:
             ui.show_error(refused, "Starting the training")
-        job_id = st.session_state.get("overview.job") or _active_job(s)
-        if job_id:
-            job_progress(s, job_id)
+        if job is not None:
+            job_progress(s, job.job_id)
 
 
 def start_first_model(s: Settings) -> None:
-    """Button callback: train the chosen dataset in a background process."""
+    """Button callback: train the chosen dataset in a background process.
+
+    A second click while a job trains (before the page redrew the button as
+    disabled, or from another tab) follows that job instead of starting another.
+    """
+    active = _active_job(s)
+    if active is not None:
+        st.session_state["overview.job"] = active
+        return
     request = TrainRequest(
         dataset=st.session_state["overview.dataset"],
         estimator="logistic_regression",
@@ -170,6 +184,14 @@ def _active_job(s: Settings) -> str | None:
     """A training job still running (after a reload, or from another tab)."""
     active = [j for j in jobs.list_jobs(s, limit=5) if j.is_active]
     return active[0].job_id if active else None
+
+
+def _first_model_job(s: Settings) -> jobs.Job | None:
+    """The job this session started, or else any job still training."""
+    with ui.reporting("Reading the training job"):
+        job_id = st.session_state.get("overview.job") or _active_job(s)
+        return jobs.read_job(s, job_id) if job_id else None
+    return None
 
 
 def job_progress(s: Settings, job_id: str) -> None:
@@ -221,7 +243,8 @@ status_row(s, infos)
 versions_column, activity_column = st.columns([5, 2], gap="medium")
 with versions_column:
     st.subheader("Latest versions")
-    latest_versions(infos)
+    with ui.reporting("Reading the gate policy"):
+        latest_versions(infos, ui.policy(s).digest)
 with activity_column:
     st.subheader("Recent activity")
     with ui.reporting("Reading the audit log"):

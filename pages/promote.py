@@ -9,6 +9,7 @@ made meanwhile by someone else is reported instead of overwritten.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,14 @@ from core import gates, promotion, rollout, tags
 from core.config import STAGES, Settings, Stage
 from core.promotion import Precondition
 from core.registry import VersionInfo
+from core.tasks import Task
 from pages import _components as ui
+
+CARD_TEXT = 160
+CARD_CHECKS = 3
+# A gate summary is "FAIL: " and each failed check's message joined by "; "; a
+# message starts with the check's name (see core.gates.judge).
+_NEXT_FAILURE = re.compile(r"; (?=[\w.-]+(?: \S+ fails | *: not measured))")
 
 
 @dataclass(frozen=True)
@@ -56,12 +64,11 @@ def pipeline(
     if info.gate_passed is None:
         steps.append(Step("Gate", "waiting", "no gate result yet"))
     elif not info.gate_passed:
-        steps.append(Step("Gate", "failed", t.get(tags.GATE_SUMMARY, "failed")))
+        steps.append(Step("Gate", "failed", f"failed on {failed_names(info)}"))
     else:
-        at = t.get(tags.GATE_AT, "?")[:16].replace("T", " ")
         evidence = (
-            f"passed policy {t.get(tags.GATE_POLICY_DIGEST, '?')} · {at} by "
-            f"{t.get(tags.GATE_BY, '?')}"
+            f"passed policy {t.get(tags.GATE_POLICY_DIGEST, '?')} · "
+            f"{ui.when(t.get(tags.GATE_AT))} by {t.get(tags.GATE_BY, '?')}"
         )
         steps.append(
             Step("Gate", "done", evidence)
@@ -89,11 +96,27 @@ def pipeline(
     return steps
 
 
+def gate_failures(info: VersionInfo) -> list[str]:
+    """The messages of the checks the version's recorded gate failed on."""
+    summary = info.tags.get(tags.GATE_SUMMARY, "").removeprefix("FAIL: ").strip()
+    return _NEXT_FAILURE.split(summary) if summary else []
+
+
+def failed_names(info: VersionInfo) -> str:
+    """The failed checks' names, the first few only: "accuracy, f1 +2 more"."""
+    names = [m.split(" ", 1)[0].rstrip(":") for m in gate_failures(info)]
+    if not names:
+        return "a check (no summary recorded)"
+    shown = ", ".join(names[:CARD_CHECKS])
+    hidden = len(names) - CARD_CHECKS
+    return shown + (f" +{hidden} more" if hidden > 0 else "")
+
+
 def _alias_step(
     title: str, alias: str, info: VersionInfo, held: dict[str, str]
 ) -> Step:
     if held.get(alias) == info.version:
-        at = info.tags.get(tags.moved(alias, "at"), "?")[:16].replace("T", " ")
+        at = ui.when(info.tags.get(tags.moved(alias, "at")))
         by = info.tags.get(tags.moved(alias, "by"), "?")
         return Step(title, "done", f"holds {alias} since {at} by {by}")
     other = held.get(alias)
@@ -110,16 +133,29 @@ def draw_pipeline(steps: list[Step]) -> None:
         with cells[2 * index].container(border=True, height="stretch"):
             st.markdown(f"**{step.title}**")
             st.markdown(ui.badge_md(word, color, icon))
-            st.caption(step.evidence)
+            # Long evidence (a smoke failure's detail) would stretch every card of
+            # the row; the whole text is in the "Needs" line under the buttons.
+            text = step.evidence
+            st.caption(text if len(text) <= CARD_TEXT else text[: CARD_TEXT - 1] + "…")
         if index < len(steps) - 1:
             cells[2 * index + 1].markdown(":gray[:material/arrow_forward:]")
+
+
+def reason_key(version: str) -> str:
+    """The reason field of one version: a reason never carries over to another."""
+    return f"promote.reason.{version}"
+
+
+def override_key(version: str) -> str:
+    """The override reason field of one version."""
+    return f"promote.override_reason.{version}"
 
 
 def start_release(
     s: Settings, version: str, stage: Stage, expected: str | None, override: str = ""
 ) -> None:
     """Button callback: release `version` to `stage` in the background."""
-    reason = st.session_state.get("promote.reason", "")
+    reason = st.session_state.get(reason_key(version), "")
 
     def work(progress: Any) -> Any:
         return rollout.release(
@@ -132,7 +168,26 @@ def start_release(
             progress=progress,
         )
 
-    ui.start_task(stage, f"Release v{version} to {stage}", work, describe_release)
+    title = f"Release v{version} to {stage}"
+    task = ui.start_task(stage, title, work, describe_release)
+    if task is not None:
+        used = st.session_state.setdefault("promote.used_reasons", {})
+        used[task.id] = [reason_key(version), override_key(version)]
+
+
+def forget_used_reasons(tasks: list[Task | None]) -> None:
+    """Empty the reason fields a release used, once that release succeeded.
+
+    Runs before the fields are drawn: a widget's value cannot be set after it
+    is drawn in the same run. A failed release keeps them for another try.
+    """
+    used: dict[str, list[str]] = st.session_state.setdefault("promote.used_reasons", {})
+    for task in tasks:
+        if task is None or task.running or task.id not in used:
+            continue
+        for key in used.pop(task.id):
+            if task.state == "complete" and key in st.session_state:
+                st.session_state[key] = ""
 
 
 def start_rollback(s: Settings, stage: Stage, current: str, target: str) -> None:
@@ -155,10 +210,13 @@ def start_rollback(s: Settings, stage: Stage, current: str, target: str) -> None
 def describe_release(result: rollout.ReleaseResult) -> str:
     """One sentence on what a release or rollback did."""
     move = result.move
-    text = (
-        f"{move.alias} now holds v{move.version} "
-        f"(was {'v' + move.previous if move.previous else 'unset'})"
-    )
+    if move.previous == move.version:
+        text = f"redeployed v{move.version} on {move.alias}"
+    else:
+        text = (
+            f"{move.alias} now holds v{move.version} "
+            f"(was {'v' + move.previous if move.previous else 'unset'})"
+        )
     if result.probe is not None:
         text += f"; the server reports v{result.probe.served_version}"
     if result.smoke is not None:
@@ -171,21 +229,31 @@ NEXT_STEP = {
     "gate passed": "run the gate",
     "smoke passed": "release it to staging, which runs the smoke test",
 }
+GATE_FAILED_STEP = "train a better version, or release this one with an override below"
 
 
-def needs(rules: list[Precondition]) -> str:
+def needs(info: VersionInfo, rules: list[Precondition]) -> str:
     """What a disabled button waits for, and the step on this page that helps.
 
     Core's details end with CLI hints (``python -m core …``); here the button
-    to press is next to the message, so those hints are left out.
+    to press is next to the message, so those hints are left out. A failed
+    gate names its failed checks only; the messages are in one expander.
     """
     parts = []
     for rule in rules:
         if rule.ok:
             continue
-        said = [p for p in rule.detail.split("; ") if "python -m" not in p]
+        if rule.name == "gate passed" and info.gate_passed is False:
+            parts.append(
+                f"{rule.name}: the gate failed on {failed_names(info)} → "
+                + GATE_FAILED_STEP
+            )
+            continue
+        said = ui.without_cli_hints(rule.detail)
         step = NEXT_STEP.get(rule.name, "")
-        parts.append(f"{rule.name}: {'; '.join(said)}" + (f" → {step}" if step else ""))
+        if step and step not in said:
+            said += f" → {step}"
+        parts.append(f"{rule.name}: {said}")
     return "  \n".join(parts)
 
 
@@ -212,7 +280,7 @@ def actions(
         (production_col, "production", to_production),
     ]
     for column, stage, rules in targets:
-        blocked = needs(rules)
+        blocked = needs(info, rules)
         already = held.get(stage) == info.version
         with column:
             st.button(
@@ -238,12 +306,22 @@ def actions(
             return
         st.session_state["promote.last_gate"] = result
         st.rerun()  # redraw the pipeline with the recorded result
-    last: gates.GateResult | None = st.session_state.get("promote.last_gate")
+    gate_details(info, st.session_state.get("promote.last_gate"))
+
+
+def gate_details(info: VersionInfo, last: gates.GateResult | None) -> None:
+    """The one place showing a failed gate's full messages (or the last run's)."""
     if last is not None and last.version == info.version:
-        with st.expander(
-            f"Last gate run here: {last.summary()}", expanded=not last.passed
-        ):
+        verdict = (
+            "passed"
+            if last.passed
+            else "failed on " + ", ".join(c.name for c in last.failed_checks)
+        )
+        with st.expander(f"Last gate run here: {verdict}", expanded=not last.passed):
             ui.pass_fail_table(last.checks, key="promote.gate_table")
+    elif info.gate_passed is False:
+        with st.expander(f"Why version {info.version} failed the gate"):
+            st.markdown("\n".join(f"- {m}" for m in gate_failures(info)))
 
 
 def _busy(stage: Stage) -> bool:
@@ -257,7 +335,7 @@ def override_form(s: Settings, info: VersionInfo, held: dict[str, str]) -> None:
         stage = st.radio("Stage", STAGES, horizontal=True, key="promote.override_stage")
         why = st.text_area(
             "Override reason (required; recorded with the move)",
-            key="promote.override_reason",
+            key=override_key(info.version),
             placeholder="e.g. hotfix approved by the on-call lead, ticket OPS-123",
         )
         st.button(
@@ -342,15 +420,18 @@ if not infos:
     ui.empty_registry_hint(s)
     st.stop()
 
-for stage in STAGES:
-    ui.task_panel(stage)
+forget_used_reasons([ui.task_panel(stage) for stage in STAGES])
 
+with ui.reporting("Reading the gate policy", stop=True):
+    in_force = ui.policy(s).digest
 picker, card = st.columns([1, 2], gap="large")
 with picker:
-    info = ui.version_select("Version", infos, key="promote.version")
+    info = ui.version_select(
+        "Version", infos, key="promote.version", policy_digest=in_force
+    )
     ui.stage_badges(held)
 with card:
-    ui.version_card(info)
+    ui.version_card(info, policy_digest=in_force)
 
 with ui.reporting("Checking preconditions", stop=True):
     to_staging = promotion.preconditions(s, info, "staging")
@@ -360,7 +441,7 @@ draw_pipeline(pipeline(info, held, to_staging[0]))
 
 st.text_input(
     "Reason for the move (recorded in the audit log)",
-    key="promote.reason",
+    key=reason_key(info.version),
     placeholder="e.g. better recall on the March data",
 )
 actions(s, info, held, to_staging, to_production)

@@ -208,15 +208,22 @@ def charts(view: pd.DataFrame, chosen: list[str]) -> None:
 
 
 def pair_choices(view: pd.DataFrame, metrics: list[str]) -> tuple[str, str, str | None]:
-    """The x and y metrics and what colours the points."""
+    """The x and y metrics and what colours the points.
+
+    y starts on the metric most runs have besides x: a metric logged by one
+    run alone would chart a single point.
+    """
     x_column, y_column, color_column = st.columns(3)
     x = x_column.selectbox(
         "x", metrics, key="runs.chart.x", format_func=runs.short_name
     )
+    others = sorted(
+        (m for m in metrics if m != x), key=lambda m: -int(view[m].notna().sum())
+    )
     y = y_column.selectbox(
         "y",
         metrics,
-        index=min(1, len(metrics) - 1),
+        index=metrics.index(others[0]) if others else 0,
         key="runs.chart.y",
         format_func=runs.short_name,
     )

@@ -2,7 +2,9 @@
 
 Training runs in its own process (`core.jobs`), so it keeps going when you
 switch pages, reload the browser or restart the app; this page polls its state.
-A finished job's version appears on the other pages at once.
+A finished job's version appears on the other pages at once. The form keeps its
+choices when you switch pages (``persist_state="session"``); an uploaded file
+cannot be kept that way and is asked for again.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from pages import _components as ui
 
 POLL_SECONDS = 1.0
 LOG_LINES = 12
+PREVIEW_ROWS = 20
+# Column names taken for the target, best first.
 TARGET_NAMES = ("target", "label", "class", "y")
+# More distinct numbers than this in the target reads as a quantity, not labels.
+CONTINUOUS_DISTINCT = 20
+# Streamlit drops the state of widgets a run does not draw, so without this a
+# visit to another page reset the form to its defaults.
+KEEP = "session"
 STATE_COLOR = {
     "queued": ui.WAIT,
     "running": ui.WAIT,
@@ -38,29 +47,71 @@ def builtin_summary(name: str) -> tuple[int, int, list[str]]:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def upload_preview(name: str, content: bytes) -> pd.DataFrame:
-    """The first rows of an uploaded file (raises DataError when unreadable)."""
-    return jobs.preview_upload(jobs.Upload(name, content))
+def upload_table(name: str, content: bytes) -> pd.DataFrame:
+    """The whole uploaded file (raises DataError when unreadable).
+
+    Whole, not its first rows: whether the target has two classes is a
+    question about every row.
+    """
+    return jobs.preview_upload(jobs.Upload(name, content), rows=None)
 
 
-def dataset_section() -> tuple[str, str | None, jobs.Upload | None]:
-    """Built-in dataset or an upload; returns (dataset, target, upload)."""
+def guess_target(columns: list[str]) -> str:
+    """The column named like a target (in `TARGET_NAMES` order), else the last."""
+    by_name = {c.lower(): c for c in reversed(columns)}  # the first of duplicates
+    return next((by_name[n] for n in TARGET_NAMES if n in by_name), columns[-1])
+
+
+def target_problem(table: pd.DataFrame, target: str) -> str:
+    """Why this file cannot train a classifier on `target` ("" when it can)."""
+    if table.empty:
+        return "The file has a header but no data rows; add rows under the header."
+    values = table[target].dropna().unique()
+    if len(values) == 0:
+        return f"{target!r} has no values; pick another target column."
+    if len(values) == 1:
+        return (
+            f"{target!r} has a single value ({str(values[0])!r}) in every row; a "
+            "classifier needs at least two classes. Pick another target column."
+        )
+    return ""
+
+
+def looks_continuous(column: pd.Series) -> bool:
+    """Numbers with many distinct values: a quantity to regress, not labels."""
+    values = column.dropna()
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return False
+    distinct = values.nunique()
+    fractional = bool((values % 1 != 0).any())
+    return distinct > CONTINUOUS_DISTINCT and (fractional or distinct > len(values) / 2)
+
+
+def dataset_section() -> tuple[str, str | None, jobs.Upload | None, str]:
+    """Built-in dataset or an upload.
+
+    Returns (dataset, target, upload, why Start cannot run yet or "").
+    """
     st.subheader("1 · Data")
     source = st.segmented_control(
         "Source",
         ["Built-in dataset", "Upload a file"],
         default="Built-in dataset",
         key="train.source",
+        persist_state=KEEP,
     )
     if source != "Upload a file":
-        name = st.selectbox("Dataset", data.list_builtin(), key="train.builtin")
+        name = st.selectbox(
+            "Dataset", data.list_builtin(), key="train.builtin", persist_state=KEEP
+        )
         rows, features, classes = builtin_summary(name)
         st.caption(
             f"{rows} rows · {features} numeric features · "
             f"{len(classes)} classes: {', '.join(classes)}"
         )
-        return name, None, None
+        return name, None, None, ""
 
+    no_file = "", None, None, "Upload a readable file first."
     file = st.file_uploader(
         "CSV or Parquet file",
         type=[suffix.lstrip(".") for suffix in data.FILE_SUFFIXES],
@@ -68,29 +119,39 @@ def dataset_section() -> tuple[str, str | None, jobs.Upload | None]:
         help="It is saved with the training job, so nothing is lost on reload.",
     )
     if file is None:
-        return "", None, None
+        return no_file
     content = file.getvalue()
     try:
-        preview = upload_preview(file.name, content)
+        table = upload_table(file.name, content)
     except StudioError as exc:
         ui.show_error(exc, f"Reading {file.name}")
-        return "", None, None
-    columns = list(preview.columns)
-    guess = next((c for c in columns if c.lower() in TARGET_NAMES), columns[-1])
+        return no_file
+    columns = list(table.columns)
     target = st.selectbox(
         "Target column",
         columns,
-        index=columns.index(guess),
+        index=columns.index(guess_target(columns)),
         key="train.target",
         help="The column the model learns to predict.",
     )
-    classes = preview[target].nunique()
+    distinct = table[target].nunique()
     st.caption(
-        f"{len(preview)} rows previewed · {len(columns)} columns · "
-        f"{classes} distinct values in {target!r}"
+        f"{len(table)} rows · {len(columns)} columns · "
+        f"{distinct} distinct values in {target!r}"
     )
-    st.dataframe(preview.head(20), height=220, key="train.preview")
-    return file.name, target, jobs.Upload(file.name, content)
+    st.dataframe(table.head(PREVIEW_ROWS), height=220, key="train.preview")
+    problem = target_problem(table, target)
+    if problem:
+        st.warning(problem, icon=":material/block:")
+    elif looks_continuous(table[target]):
+        st.warning(
+            f"Promotion Studio trains classifiers, and {target!r} looks continuous "
+            f"({distinct} distinct numbers): each value would be a "
+            "class of its own, and training fails on classes with a single row. "
+            "Pick a column of labels, or bin the values into classes first.",
+            icon=":material/warning:",
+        )
+    return file.name, target, jobs.Upload(file.name, content), problem
 
 
 def estimator_section() -> tuple[str, dict[str, Any]]:
@@ -101,6 +162,7 @@ def estimator_section() -> tuple[str, dict[str, Any]]:
         list(ESTIMATORS),
         format_func=lambda n: ESTIMATORS[n].label,
         key="train.estimator",
+        persist_state=KEEP,
     )
     specs = ESTIMATORS[name].params
     params: dict[str, Any] = {}
@@ -114,7 +176,10 @@ def param_widget(spec: ParamSpec, key: str) -> Any:
     """A number input for `spec`; an optional one gets a "limit" checkbox."""
     if spec.allow_none:
         limited = st.checkbox(
-            f"Limit {spec.name}", value=spec.default is not None, key=f"{key}.on"
+            f"Limit {spec.name}",
+            value=spec.default is not None,
+            key=f"{key}.on",
+            persist_state=KEEP,
         )
         if not limited:
             st.caption(spec.help)
@@ -130,6 +195,7 @@ def param_widget(spec: ParamSpec, key: str) -> Any:
         format=None if integer else "%g",
         help=spec.help,
         key=key,
+        persist_state=KEEP,
     )
     return int(value) if integer else float(value)
 
@@ -145,11 +211,22 @@ def split_section() -> tuple[float, int, str]:
     with st.expander("Split and notes"):
         size, seed = st.columns(2)
         test_size = size.slider(
-            "Golden (test) share", 0.05, 0.5, 0.25, 0.05, key="train.test_size"
+            "Golden (test) share",
+            min_value=0.05,
+            max_value=0.5,
+            value=0.25,
+            step=0.05,
+            key="train.test_size",
+            persist_state=KEEP,
         )
-        seed_value = seed.number_input("Seed", 0, 2**31 - 1, 42, key="train.seed")
+        seed_value = seed.number_input(
+            "Seed", 0, 2**31 - 1, 42, key="train.seed", persist_state=KEEP
+        )
         description = st.text_input(
-            "Description", key="train.description", placeholder="Why this run?"
+            "Description",
+            key="train.description",
+            placeholder="Why this run?",
+            persist_state=KEEP,
         )
     return float(test_size), int(seed_value), description
 
@@ -274,7 +351,7 @@ st.caption(
 
 form, activity = st.columns([3, 2], gap="large")
 with form:
-    dataset, target, upload = dataset_section()
+    dataset, target, upload, not_ready = dataset_section()
     estimator, params = estimator_section()
     test_size, seed, description = split_section()
     request = TrainRequest(
@@ -290,8 +367,8 @@ with form:
         "Start training",
         type="primary",
         icon=":material/play_arrow:",
-        disabled=not dataset,
-        help=None if dataset else "Upload a readable file first.",
+        disabled=bool(not_ready),
+        help=not_ready or None,
         key="train.start",
         on_click=start,
         args=(s, request, upload),

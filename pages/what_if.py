@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from pages import _components as ui
 
 SWEEP_POINTS = 81
 OP_SYMBOL = {">=": "≥", "<=": "≤"}
+MAX_DECIMALS = 6
 
 
 def slider_range(spec: CheckSpec) -> tuple[float, float, float]:
@@ -34,6 +36,20 @@ def slider_range(spec: CheckSpec) -> tuple[float, float, float]:
         float(max(high, spec.threshold)),
         float(step),
     )
+
+
+def slider_format(*values: float) -> str:
+    """A printf format showing as many decimals as the finest of `values` has.
+
+    Given the step (and the threshold in force), so a 0.005 step shows 0.945,
+    not the slider's default two decimals ("0.94").
+    """
+    decimals = [
+        -int(Decimal(str(v)).normalize().as_tuple().exponent)
+        for v in values
+        if math.isfinite(v)
+    ]
+    return f"%.{min(MAX_DECIMALS, max([0, *decimals]))}f"
 
 
 def threshold_sliders(in_force: Policy) -> dict[str, float]:
@@ -52,6 +68,7 @@ def threshold_sliders(in_force: Policy) -> dict[str, float]:
             min_value=low,
             max_value=high,
             step=step,
+            format=slider_format(step, spec.threshold),
             key=key,
             help=f"{kind.label or spec.kind}. {spec.description} "
             f"Policy in force: {spec.op} {spec.threshold:g}.",
@@ -323,7 +340,12 @@ def run_gate(s: Settings, infos: list[VersionInfo], in_force: Policy) -> None:
             "the version and in the audit log. Save slider values first to gate "
             "with them."
         )
-        info = ui.version_select("Version to gate", infos, key="whatif.gate_version")
+        info = ui.version_select(
+            "Version to gate",
+            infos,
+            key="whatif.gate_version",
+            policy_digest=in_force.digest,
+        )
         clicked = st.button(
             f"Run the gate on v{info.version}",
             key="whatif.run_gate",
@@ -363,22 +385,45 @@ def save_policy(s: Settings, in_force: Policy, adjusted: Policy) -> None:
             key="whatif.reason",
             placeholder="e.g. raise the accuracy bar after the Q3 review",
         )
-        if st.button(
+        missing = None
+        if not changed:
+            missing = "Move a slider first."
+        elif not reason.strip():
+            missing = "Write why first; it is recorded in the audit log."
+        st.button(
             "Save as policy",
             key="whatif.save",
             icon=":material/save:",
-            disabled=not changed,
-            help=None if changed else "Move a slider first.",
-        ):
-            with ui.reporting("Saving the policy"):
-                path = gates.save_policy(s, adjusted, reason)
-                ui.refresh()
-                st.success(
-                    f"Saved policy {adjusted.digest} to `{path}` as {s.actor}. "
-                    "Versions gated under the old policy need the gate again "
-                    "before promotion.",
-                    icon=":material/check_circle:",
-                )
+            disabled=missing is not None,
+            help=missing,
+            on_click=_save,
+            args=(s, adjusted),
+        )
+        outcome = st.session_state.pop("whatif.saved", None)
+        if isinstance(outcome, Exception):
+            ui.show_error(outcome, "Saving the policy")
+        elif outcome:
+            st.success(outcome, icon=":material/check_circle:")
+
+
+def _save(s: Settings, adjusted: Policy) -> None:
+    """Button callback: save the policy before the page redraws.
+
+    Saving in the callback lets the page draw the new policy at once: fresh
+    sliders, no "Changes:" left over and an empty reason (a widget's value
+    cannot be reset once it is drawn in a run).
+    """
+    try:
+        path = gates.save_policy(s, adjusted, st.session_state.get("whatif.reason", ""))
+    except Exception as exc:  # shown on the redraw, with the usual next step
+        st.session_state["whatif.saved"] = exc
+        return
+    ui.refresh()
+    st.session_state["whatif.reason"] = ""
+    st.session_state["whatif.saved"] = (
+        f"Saved policy {adjusted.digest} to `{path}` as {s.actor}. Versions gated "
+        "under the old policy need the gate again before promotion."
+    )
 
 
 s = ui.settings()

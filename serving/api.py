@@ -25,8 +25,8 @@ from fastapi.responses import JSONResponse
 from mlflow.exceptions import MlflowException
 
 from serving.logs import configure_logging
-from serving.model import LoadedModel, load_model
-from serving.payload import PayloadError, parse_payload
+from serving.model import InputRejected, LoadedModel, load_model
+from serving.payload import PayloadError, match_fitted, parse_payload
 from serving.settings import ServerSettings, redact_text
 from serving.status import StatusBoard, readiness
 
@@ -80,7 +80,11 @@ class ModelAPI(ls.LitAPI):
         ).start()
 
     def decode_request(self, request: dict[str, Any]) -> Job | Rejection:
-        """Check the body against the served model's signature."""
+        """Check the body against the served model's signature.
+
+        A model without signature is checked against the columns it was fitted
+        on, when scikit-learn recorded them; its predict checks the values.
+        """
         model = self.model
         if model is None:
             board = self.board
@@ -88,6 +92,8 @@ class ModelAPI(ls.LitAPI):
             return Rejection(503, f"model is not ready ({status}): {detail}")
         try:
             frame = parse_payload(request, model.columns)
+            if model.columns is None:
+                frame = match_fitted(frame, model.fitted_names, model.fitted_count)
         except PayloadError as error:
             return Rejection(422, str(error))
         except (ValueError, TypeError, OverflowError) as error:
@@ -163,9 +169,12 @@ class ModelAPI(ls.LitAPI):
         return answers
 
     def _rejection(self, job: Job, error: Exception) -> Rejection:
+        # Called for a job predicted alone, so the error is about its own rows.
         if isinstance(error, MlflowException):
             # MLflow's schema enforcement refused a value our checks let through.
             return Rejection(422, f"the model rejected the input: {error.message}")
+        if isinstance(error, InputRejected):
+            return Rejection(422, f"the model rejected the input: {error}")
         logger.error(
             "prediction failed with version %s", job.model.version, exc_info=error
         )

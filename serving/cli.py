@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 
 _stop_requested = threading.Event()
 
+# What a call through a proxy of a dead multiprocessing manager raises: EOFError
+# from its closed connection, ConnectionRefusedError when it must reconnect.
+_MANAGER_GONE = (EOFError, ConnectionError)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until SIGTERM or Ctrl+C; return the exit status.
@@ -69,6 +73,15 @@ def _serve(settings: ServerSettings, board: StatusBoard) -> int:
         # Ctrl+C while LitServe is still starting its workers (once serving,
         # run() handles it and shuts down gracefully itself).
         logger.info("interrupted while starting")
+    except _MANAGER_GONE:
+        # run() blocks on an event held by LitServe's manager process, so a
+        # manager killed from outside (SIGKILL, a signal to the group) ends that
+        # wait with EOFError; `_stop_children` stops what is left.
+        if not _stop_requested.is_set():
+            logger.error("LitServe's manager process died; the server cannot go on")
+            return 1
+        logger.warning("LitServe's manager process ended first; stopping the rest")
+    logger.info("server stopped")
     return 0
 
 
@@ -82,15 +95,27 @@ def _stop_on_sigterm() -> None:
     main_pid = os.getpid()
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        if os.getpid() != main_pid:
-            # A forked helper (LitServe's manager) inherited this handler: give
-            # it the default action, as if the handler had never been installed.
+        if os.getpid() == main_pid:
+            _stop_requested.set()
+        elif not (_is_manager() and os.getppid() == main_pid):
+            # Another forked helper (LitServe's HTTP process before uvicorn
+            # takes over its signals) or an orphaned manager inherited this
+            # handler: give it the default action, as if it were not installed.
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
-            return
-        _stop_requested.set()
+        # Else LitServe's manager, while the main process lives, ignores a
+        # SIGTERM sent to the whole group, as CPython's managers ignore SIGINT
+        # (bpo-36368): the main process still needs it to shut down and stops
+        # it last, with manager.shutdown().
 
     signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _is_manager() -> bool:
+    # multiprocessing names a manager's server process after its class and
+    # LitServe starts a SyncManager (mp.Manager()); its HTTP process is
+    # "LitServer-<n>".
+    return multiprocessing.current_process().name.startswith("SyncManager-")
 
 
 def _shut_down_when_asked(server: Any) -> None:
@@ -102,7 +127,12 @@ def _shut_down_when_asked(server: Any) -> None:
     # worker. Its own /shutdown route does the same, but needs HTTP to be up.
     while (event := getattr(server, "_shutdown_event", None)) is None:
         time.sleep(0.05)
-    event.set()
+    try:
+        event.set()
+    except _MANAGER_GONE:
+        # The event lives in LitServe's manager process; if that is gone,
+        # run() has already failed its wait on it and `_serve` handles that.
+        logger.debug("LitServe's manager process is gone; its run() stops alone")
 
 
 def _stop_children() -> None:

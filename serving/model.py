@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PyFuncModel
 
@@ -20,8 +21,22 @@ from serving.payload import Column
 logger = logging.getLogger(__name__)
 
 
+# What scikit-learn and pandas raise for rows a model cannot take: a string in a
+# number column, a wrong column count, NaN where the estimator allows none.
+CALLER_ERRORS = (ValueError, TypeError, KeyError)
+
+
 class LoadError(Exception):
     """The model version could not be loaded or cannot be served."""
+
+
+class InputRejected(Exception):
+    """A model without signature refused the rows of a request.
+
+    Raised for the `CALLER_ERRORS` its predict raised on those rows: with no
+    signature to check a request against first, the model's own checks are the
+    only input contract there is.
+    """
 
 
 @dataclass(frozen=True)
@@ -30,11 +45,17 @@ class LoadedModel:
 
     Immutable: a newer version replaces the whole object, so a batch that took
     a reference keeps predicting with one consistent model.
+
+    For a model without signature (`columns` None), `fitted_names` and
+    `fitted_count` are what scikit-learn recorded at fit time
+    (``feature_names_in_``, ``n_features_in_``), when it did.
     """
 
     pyfunc: PyFuncModel
     estimator: Any
     columns: tuple[Column, ...] | None
+    fitted_names: tuple[str, ...] | None
+    fitted_count: int | None
     outputs: list[dict[str, Any]] | None
     classes: list[Any] | None
     version: str
@@ -51,12 +72,25 @@ class LoadedModel:
 
         Labels come from the pyfunc model, exactly as
         ``mlflow.pyfunc.load_model(uri).predict(frame)`` gives them offline.
+
+        Raises:
+            InputRejected: the model has no signature and refused these rows.
         """
-        predictions = _plain(self.pyfunc.predict(frame))
-        if self.classes is None:
+        try:
+            labels = self.pyfunc.predict(frame)
+            rows = None
+            if self.classes is not None:
+                rows = self.estimator.predict_proba(frame).tolist()
+        except CALLER_ERRORS as error:
+            # With a signature, MLflow has already checked the rows, so such an
+            # error is a fault of the model or the server, not of the request.
+            if self.columns is not None:
+                raise
+            raise InputRejected(f"{type(error).__name__}: {error}") from error
+        predictions = _plain(labels)
+        if self.classes is None or rows is None:
             return predictions, None
         keys = [str(label) for label in self.classes]
-        rows = self.estimator.predict_proba(frame).tolist()
         return predictions, [dict(zip(keys, row, strict=True)) for row in rows]
 
     def describe(self) -> dict[str, Any]:
@@ -106,10 +140,16 @@ def load_model(target: dict[str, Any], download_dir: Path) -> LoadedModel:
     except NotImplementedError:
         estimator = None
     has_proba = hasattr(estimator, "predict_proba") and hasattr(estimator, "classes_")
+    columns = _columns(pyfunc, version)
+    fitted_names, fitted_count = (
+        (None, None) if columns is not None else _fitted(estimator)
+    )
     return LoadedModel(
         pyfunc=pyfunc,
         estimator=estimator,
-        columns=_columns(pyfunc, version),
+        columns=columns,
+        fitted_names=fitted_names,
+        fitted_count=fitted_count,
         outputs=_outputs(pyfunc),
         classes=estimator.classes_.tolist() if has_proba else None,
         version=version,
@@ -151,6 +191,18 @@ def _columns(pyfunc: PyFuncModel, version: str) -> tuple[Column, ...] | None:
         )
     return tuple(
         Column(spec["name"], spec["type"], spec.get("required", True)) for spec in specs
+    )
+
+
+def _fitted(estimator: Any) -> tuple[tuple[str, ...] | None, int | None]:
+    # scikit-learn sets feature_names_in_ only when fitted on a frame with string
+    # column names; a Pipeline's property raises AttributeError when its first
+    # step has none, which getattr turns into the default.
+    names = getattr(estimator, "feature_names_in_", None)
+    count = getattr(estimator, "n_features_in_", None)
+    return (
+        None if names is None else tuple(str(name) for name in names),
+        int(count) if isinstance(count, int | np.integer) else None,
     )
 
 

@@ -3,7 +3,8 @@
 Two body shapes are accepted: ``{"inputs": [{"col": value, ...}, ...]}`` and
 MLflow's ``{"dataframe_split": {"columns": [...], "data": [[...], ...]}}``.
 Every rule that fails raises `PayloadError` with a message naming the field,
-the rule and the offending value, so the client learns what to change.
+the rule and the offending value, so the client learns what to change. A model
+without signature is checked against the columns it was fitted on instead.
 """
 
 from __future__ import annotations
@@ -74,6 +75,41 @@ def parse_payload(body: Any, columns: Sequence[Column] | None) -> pd.DataFrame:
     return pd.DataFrame(
         {column.name: _convert(column, by_name[column.name]) for column in columns}
     )
+
+
+def match_fitted(
+    frame: pd.DataFrame, names: Sequence[str] | None, count: int | None
+) -> pd.DataFrame:
+    """Check a frame for a model without signature against what it was fitted on.
+
+    `names` and `count` are what scikit-learn recorded at fit time, when it did.
+    Checked here, a request learns every missing or unknown column at once; the
+    model itself would stop at the first difference, or refuse a mere change
+    of column order. Returns the frame with columns in the fitted order.
+
+    Raises:
+        PayloadError: the columns differ from the fitted ones; the message
+            lists them.
+    """
+    given = [str(name) for name in frame.columns]
+    if names is not None:
+        missing = [name for name in names if name not in given]
+        extra = [name for name in given if name not in names]
+        problems = [f"is missing {_column_names(missing)}"] if missing else []
+        if extra:
+            problems.append(f"has unknown {_column_names(extra)}")
+        if problems:
+            raise PayloadError(
+                f"the model rejected the input: it was fitted on "
+                f"{_column_names(list(names))}; the input {' and '.join(problems)}"
+            )
+        return frame[list(names)]
+    if count is not None and len(given) != count:
+        raise PayloadError(
+            f"the model rejected the input: it expects {count} columns (features) "
+            f"per row, as it was fitted; got {len(given)}: {_quoted(given)}"
+        )
+    return frame
 
 
 def _from_records(
@@ -231,6 +267,10 @@ def _kind(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+def _column_names(names: Sequence[str]) -> str:
+    return f"{'column' if len(names) == 1 else 'columns'} {_quoted(names)}"
 
 
 def _quoted(names: Sequence[str]) -> str:

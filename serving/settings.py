@@ -45,6 +45,7 @@ class ServerSettings:
         return redact_uri(self.tracking_uri)
 
 
+# The image installs serving/ alone, so core.config keeps its own twin of these two.
 def redact_uri(uri: str) -> str:
     """Mask credentials embedded in a URI (``https://user:pw@host``)."""
     parts = urlsplit(uri)

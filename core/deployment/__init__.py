@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from core.config import BACKENDS, Settings, Stage
 from core.deployment.base import (
     DEFAULT_LAUNCH_TIMEOUT_S,
+    MIN_LAUNCH_TIMEOUT_S,
     Backend,
     Progress,
     ServerStatus,
@@ -27,6 +28,7 @@ from core.errors import BackendUnavailableError, ConfigError
 __all__ = [
     "BACKENDS",
     "DEFAULT_LAUNCH_TIMEOUT_S",
+    "MIN_LAUNCH_TIMEOUT_S",
     "Backend",
     "Choice",
     "DockerBackend",
@@ -91,6 +93,8 @@ def get_backend(
     """The backend STUDIO_DEPLOY_BACKEND (or `requested`) names; auto decides.
 
     Raises:
+        ConfigError: an unknown backend name.
+        DeploymentError: `launch_timeout` is below `MIN_LAUNCH_TIMEOUT_S`.
         BackendUnavailableError: docker was asked for and no engine answers
             (raised on first use, with what to do).
     """

@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 STATES = ("running", "starting", "stopped", "exited", "missing")
 DEFAULT_LAUNCH_TIMEOUT_S = 120.0
+# No server loads a model and answers /health that fast; a shorter wait can only
+# fail, and it fails after the running server was already replaced.
+MIN_LAUNCH_TIMEOUT_S = 1.0
 POLL_INTERVAL_S = 0.5
 LOG_TAIL_LINES = 20
 
@@ -81,6 +84,14 @@ class Backend(Protocol):
     """Launches, stops and inspects the model server of one stage."""
 
     name: str
+
+    def prepare(self, stage: Stage, progress: Progress | None = None) -> None:
+        """Check everything a launch needs, leaving the running server alone.
+
+        Callers replacing a server of another backend run this before they
+        stop it, so a launch that cannot start never leaves the stage dark.
+        """
+        ...
 
     def launch(self, stage: Stage, progress: Progress | None = None) -> ServerStatus:
         """Start (or replace) the stage's server and wait until it is healthy."""
@@ -180,8 +191,30 @@ def is_port_free(host: str, port: int) -> bool:
     return True
 
 
-def require_port(settings: Settings, stage: Stage, backend: str) -> None:
+def require_launch_timeout(timeout: float) -> float:
+    """The launch timeout, refused when no server could be healthy within it.
+
+    Raises:
+        DeploymentError: the timeout is below `MIN_LAUNCH_TIMEOUT_S` (or NaN).
+    """
+    if not timeout >= MIN_LAUNCH_TIMEOUT_S:
+        raise DeploymentError(
+            f"a launch timeout of {timeout:g} s leaves no time for a server to load "
+            f"its model; use at least {MIN_LAUNCH_TIMEOUT_S:g} s (the default is "
+            f"{DEFAULT_LAUNCH_TIMEOUT_S:g} s)."
+        )
+    return timeout
+
+
+def require_port(
+    settings: Settings, stage: Stage, backend: str, *, replacing: bool = False
+) -> None:
     """Refuse to launch when the stage's port is taken by something not ours.
+
+    Args:
+        replacing: accept a port held by the stage's own server, whichever
+            backend launched it, because the caller stops that server before
+            the new one starts.
 
     Raises:
         DeploymentError: the port is in use; the message says by what, when we
@@ -191,6 +224,8 @@ def require_port(settings: Settings, stage: Stage, backend: str) -> None:
     if is_port_free("127.0.0.1" if host in ("0.0.0.0", "") else host, port):
         return
     record = read_record(settings, stage) or {}
+    if replacing and record.get("state") == "running" and record.get("port") == port:
+        return
     if record.get("state") == "running" and record.get("backend") != backend:
         raise DeploymentError(
             f"port {port} is held by the {stage} server the {record.get('backend')} "

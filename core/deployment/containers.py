@@ -35,6 +35,7 @@ from core.deployment.base import (
     now_iso,
     read_record,
     require_alias,
+    require_launch_timeout,
     require_port,
     server_url,
     stage_lock,
@@ -126,6 +127,9 @@ class DockerBackend:
     Args:
         settings: image name, network mode, ports and the tracking store.
         launch_timeout: seconds `launch` waits for a healthy /health.
+
+    Raises:
+        DeploymentError: `launch_timeout` is too short for any server.
     """
 
     name = "docker"
@@ -134,8 +138,11 @@ class DockerBackend:
         self, settings: Settings, launch_timeout: float = DEFAULT_LAUNCH_TIMEOUT_S
     ) -> None:
         self.settings = settings
-        self.launch_timeout = launch_timeout
+        self.launch_timeout = require_launch_timeout(launch_timeout)
         self._client: docker.DockerClient | None = None
+        # The source digest whose image this backend has already confirmed, so
+        # `prepare` followed by `launch` checks (and announces) the image once.
+        self._image_digest: str | None = None
 
     @property
     def client(self) -> docker.DockerClient:
@@ -172,19 +179,34 @@ class DockerBackend:
                 say(f"Image {name} was built from older sources; rebuilding")
         return self._build(name, digest, say)
 
+    def prepare(self, stage: Stage, progress: Progress | None = None) -> None:
+        """Check or make everything the stage's container needs, running nothing.
+
+        The alias must be set, the container name free (or ours), the port
+        free (or the stage's own server's); the image is built if it is not
+        current, and with an embedded store the local tracking server is
+        started where containers of this network mode reach it.
+
+        Raises:
+            BackendUnavailableError: no Docker engine answers.
+            DeploymentError: any of those checks failed; the message says
+                what to do.
+        """
+        say = announce(progress)
+        with stage_lock(self.settings, stage):
+            self._prepare(stage, say)
+
     def launch(self, stage: Stage, progress: Progress | None = None) -> ServerStatus:
         """Run the stage's container (replacing ours) and wait for health.
 
         Raises:
-            DeploymentError: the alias is unset, the port is taken by another
-                program, the image cannot be built, or the server did not
+            DeploymentError: a check of `prepare` failed, or the server did not
                 become healthy (its last log lines are quoted and the failed
                 container removed).
         """
         say = announce(progress)
         with stage_lock(self.settings, stage):
-            version = require_alias(self.settings, stage)
-            self.build(say)
+            version = self._prepare(stage, say)
             self._remove_ours(stage, say)
             require_port(self.settings, stage, self.name)
             environment = self._environment(stage, say)
@@ -310,6 +332,86 @@ class DockerBackend:
     def _container_name(self, stage: Stage) -> str:
         return f"promotion-studio-{stage}-{self._home}"
 
+    def _prepare(self, stage: Stage, say: Progress) -> str:
+        version = require_alias(self.settings, stage)
+        self._require_name(stage)
+        require_port(self.settings, stage, self.name, replacing=True)
+        self._ensure_image(say)
+        if self.settings.is_embedded:
+            self._ensure_tracking_server(stage, say)
+        return version
+
+    def _require_name(self, stage: Stage) -> None:
+        # A container of another checkout, or one made by hand, may hold our
+        # name; only one carrying our labels is ours to replace.
+        name = self._container_name(stage)
+        try:
+            other = self.client.containers.get(name)
+        except NotFound:
+            return
+        except APIError as exc:
+            raise DeploymentError(
+                f"Docker refused to look up container {name}: {_first_line(exc)}"
+            ) from exc
+        labels = other.labels or {}
+        if (
+            labels.get(LABEL_MANAGED) == "true"
+            and labels.get(LABEL_HOME) == self._home
+            and labels.get(LABEL_STAGE) == stage
+        ):
+            return
+        raise DeploymentError(
+            f"a container named {other.name} exists but is not labelled as ours; "
+            "remove it yourself (docker rm -f NAME) and deploy again."
+        )
+
+    def _ensure_image(self, say: Progress) -> None:
+        digest = source_digest()
+        if digest == self._image_digest and self._has_image():
+            return
+        self.build(say)
+        self._image_digest = digest
+
+    def _has_image(self) -> bool:
+        try:
+            self.client.images.get(self.settings.docker_image)
+        except ImageNotFound:
+            return False
+        return True
+
+    def _ensure_tracking_server(self, stage: Stage, say: Progress) -> None:
+        host_network = self.settings.docker_network == "host"
+        bind = "127.0.0.1" if host_network else self._bridge_gateway()
+        tracking_server.ensure_tracking_server(
+            self.settings, bind, say, dependents=lambda: self._dependents(stage)
+        )
+
+    def _dependents(self, stage: Stage) -> list[tracking_server.Dependent]:
+        """Containers of ours that reach the tracking server in the other mode.
+
+        The stage being launched is left out: its container is replaced.
+        """
+        labels = [f"{LABEL_MANAGED}=true", f"{LABEL_HOME}={self._home}"]
+        try:
+            found: list[Container] = self.client.containers.list(
+                all=True, filters={"label": labels}
+            )
+        except APIError as exc:
+            raise DeploymentError(f"Docker refused to list containers: {exc}") from exc
+        dependents = []
+        for container in found:
+            network = _network_mode(container)
+            their_stage = container.labels.get(LABEL_STAGE, "?")
+            if (
+                their_stage != stage
+                and network != self.settings.docker_network
+                and container.status not in ("exited", "dead")
+            ):
+                dependents.append(
+                    tracking_server.Dependent(their_stage, container.name, network)
+                )
+        return dependents
+
     def _build(self, name: str, digest: str, say: Progress) -> str:
         say(f"Building image {name} from {PROJECT_ROOT / 'Dockerfile'}")
         # A build can stay silent for minutes (pip); its client waits longer.
@@ -360,8 +462,7 @@ class DockerBackend:
             "PORT": str(port),
         }
         if self.settings.is_embedded:
-            bind = "127.0.0.1" if host_network else self._bridge_gateway()
-            tracking_server.ensure_tracking_server(self.settings, bind, say)
+            self._ensure_tracking_server(stage, say)
             seen_as = "127.0.0.1" if host_network else CONTAINER_HOST_ALIAS
             environment["MLFLOW_TRACKING_URI"] = tracking_server.tracking_server_url(
                 self.settings, seen_as
@@ -446,15 +547,6 @@ class DockerBackend:
         for container in self._ours(stage):
             say(f"Removing the previous {stage} container {container.short_id}")
             _remove(container)
-        # A container of another checkout may still hold our name.
-        try:
-            other = self.client.containers.get(self._container_name(stage))
-        except NotFound:
-            return
-        raise DeploymentError(
-            f"a container named {other.name} exists but is not labelled as ours; "
-            "remove it yourself (docker rm -f NAME) and deploy again."
-        )
 
     def _record(
         self, stage: Stage, state: str, container: Container, reason: str = ""
@@ -521,6 +613,11 @@ def _gone(container: Container) -> str | None:
             f"(exit code {code})"
         )
     return None
+
+
+def _network_mode(container: Container) -> str:
+    mode = container.attrs.get("HostConfig", {}).get("NetworkMode")
+    return "host" if mode == "host" else "bridge"
 
 
 def _remove(container: Container) -> None:

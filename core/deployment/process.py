@@ -27,6 +27,7 @@ from core.deployment.base import (
     parse_time,
     read_record,
     require_alias,
+    require_launch_timeout,
     require_port,
     server_url,
     servers_dir,
@@ -45,6 +46,9 @@ class ProcessBackend:
     Args:
         settings: where the store is and which host and ports to serve on.
         launch_timeout: seconds `launch` waits for a healthy /health.
+
+    Raises:
+        DeploymentError: `launch_timeout` is too short for any server.
     """
 
     name = "process"
@@ -53,7 +57,17 @@ class ProcessBackend:
         self, settings: Settings, launch_timeout: float = DEFAULT_LAUNCH_TIMEOUT_S
     ) -> None:
         self.settings = settings
-        self.launch_timeout = launch_timeout
+        self.launch_timeout = require_launch_timeout(launch_timeout)
+
+    def prepare(self, stage: Stage, progress: Progress | None = None) -> None:
+        """Check that the stage's alias is set and its port is free or ours.
+
+        Raises:
+            DeploymentError: the alias is unset, or another program holds the
+                port.
+        """
+        with stage_lock(self.settings, stage):
+            self._prepare(stage)
 
     def launch(self, stage: Stage, progress: Progress | None = None) -> ServerStatus:
         """Start the stage's server (replacing ours if it runs) and wait for health.
@@ -65,7 +79,7 @@ class ProcessBackend:
         """
         say = announce(progress)
         with stage_lock(self.settings, stage):
-            version = require_alias(self.settings, stage)
+            version = self._prepare(stage)
             self._stop_previous(stage, say)
             say(f"Starting the {stage} server for version {version} as a process")
             spawned = self._spawn(stage)
@@ -162,6 +176,11 @@ class ProcessBackend:
     def logs(self, stage: Stage, lines: int = 200) -> str:
         """The last `lines` lines of the stage's server log."""
         return processes.read_log_tail(self._log_path(stage), lines)
+
+    def _prepare(self, stage: Stage) -> str:
+        version = require_alias(self.settings, stage)
+        require_port(self.settings, stage, self.name, replacing=True)
+        return version
 
     def _spawn(self, stage: Stage) -> processes.Spawned:
         require_port(self.settings, stage, self.name)

@@ -3,8 +3,8 @@
 A server outlives the CLI call or app session that started it, so all we keep
 is its pid plus a start-time token. Before signalling a pid we check the token:
 a pid the kernel has since given to another program is never touched. Each
-server leads its own session and process group, so stopping it stops LitServe's
-or MLflow's worker processes too.
+server leads its own session and process group: stopping asks the leader first,
+so it can stop its own workers in order, then ends whatever of the group is left.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,9 @@ from core.deployment.base import tail
 logger = logging.getLogger(__name__)
 
 STOP_GRACE_S = 15.0
+LEFTOVER_GRACE_S = 5.0
 KILL_GRACE_S = 5.0
+POLL_S = 0.1
 
 # Children spawned by this process, so status checks can reap them: an exited
 # child stays a zombie (and looks alive to kill(pid, 0)) until waited for.
@@ -127,7 +129,15 @@ def owns_group(pid: int, token: str) -> bool:
 
 
 def stop_group(pid: int, token: str, grace: float = STOP_GRACE_S) -> bool:
-    """SIGTERM the group led by `pid`, wait, then SIGKILL what remains.
+    """SIGTERM the leader `pid`, then the rest of its group, then SIGKILL.
+
+    The leader gets the first SIGTERM alone and up to `grace` seconds to exit.
+    A SIGTERM to the whole group at once would race the leader's own shutdown:
+    LitServe's main process stops its HTTP process, its worker and last its
+    multiprocessing manager, and a manager killed first makes that shutdown
+    fail with EOFError. What is left once the leader is gone (or after `grace`)
+    gets SIGTERM and the rest of `grace`, at least `LEFTOVER_GRACE_S` seconds,
+    then SIGKILL.
 
     Returns:
         True when something of ours was stopped, False when nothing was left
@@ -135,11 +145,27 @@ def stop_group(pid: int, token: str, grace: float = STOP_GRACE_S) -> bool:
     """
     if not owns_group(pid, token):
         return False
+    deadline = time.monotonic() + grace
+    if is_ours(pid, token):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        if not _wait_for(lambda: not is_ours(pid, token), grace):
+            logger.warning(
+                "Process %d did not exit within %g s of SIGTERM; signalling its group",
+                pid,
+                grace,
+            )
+    if not group_exists(pid):
+        return True
+    # Members the leader left behind, or the whole group if it would not exit.
     _signal_group(pid, signal.SIGTERM)
-    if _wait_gone(pid, grace):
+    leftover = max(deadline - time.monotonic(), LEFTOVER_GRACE_S)
+    if _wait_gone(pid, leftover):
         return True
     logger.warning(
-        "Process group %d did not stop within %g s of SIGTERM; killing it", pid, grace
+        "Process group %d did not stop within %.3g s of SIGTERM; killing it",
+        pid,
+        leftover,
     )
     _signal_group(pid, signal.SIGKILL)
     if not _wait_gone(pid, KILL_GRACE_S):
@@ -167,12 +193,16 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 
 def _wait_gone(pgid: int, seconds: float) -> bool:
+    return _wait_for(lambda: not group_exists(pgid), seconds)
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if not group_exists(pgid):
+        if condition():
             return True
-        time.sleep(0.1)
-    return not group_exists(pgid)
+        time.sleep(POLL_S)
+    return condition()
 
 
 def _reap(pid: int) -> None:

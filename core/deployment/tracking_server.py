@@ -14,6 +14,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,22 +45,52 @@ START_TIMEOUT_S = 180.0
 CONTAINER_HOST_NAMES = ("host.docker.internal",)
 
 
+@dataclass(frozen=True)
+class Dependent:
+    """A running container of ours that reaches the tracking server where it is.
+
+    Attributes:
+        stage: the stage the container serves.
+        name: the container's name.
+        network: its STUDIO_DOCKER_NETWORK mode, `host` or `bridge`.
+    """
+
+    stage: str
+    name: str
+    network: str
+
+
+Dependents = Callable[[], Sequence[Dependent]]
+
+
 def tracking_server_url(settings: Settings, host: str) -> str:
     """The URL of the local tracking server as seen from `host`'s side."""
     return f"http://{host}:{settings.tracking_server_port}"
 
 
 def ensure_tracking_server(
-    settings: Settings, bind_host: str, progress: Progress | None = None
+    settings: Settings,
+    bind_host: str,
+    progress: Progress | None = None,
+    *,
+    dependents: Dependents | None = None,
 ) -> str:
     """Start the local tracking server on `bind_host` unless ours already runs.
+
+    Args:
+        settings: the embedded store to serve.
+        bind_host: the address containers reach it at (loopback or docker0).
+        progress: told when the server starts or moves.
+        dependents: lists the containers that would lose the server if it
+            moved off its current address; asked only when it would move.
 
     Returns:
         The URL the host reaches it at.
 
     Raises:
-        DeploymentError: the store is not embedded, the port is taken by
-            another program, or the server did not answer in time.
+        DeploymentError: the store is not embedded, the server listens
+            elsewhere for a running container, the port is taken by another
+            program, or the server did not answer in time.
     """
     if not settings.is_embedded:
         raise DeploymentError(
@@ -71,6 +103,9 @@ def ensure_tracking_server(
         if _is_running(record) and record is not None:
             if record.get("host") == bind_host:
                 return _local_url(settings, bind_host)
+            _refuse_to_strand(
+                str(record.get("host")), bind_host, dependents() if dependents else []
+            )
             say("Restarting the local tracking server to listen on " + bind_host)
             processes.stop_group(int(record["pid"]), str(record["token"]))
         port = settings.tracking_server_port
@@ -135,6 +170,28 @@ def is_tracking_server_running(settings: Settings) -> bool:
 def log_path(settings: Settings) -> Path:
     """Where the local tracking server writes its log."""
     return servers_dir(settings) / "tracking.log"
+
+
+def _refuse_to_strand(
+    current: str, wanted: str, dependents: Sequence[Dependent]
+) -> None:
+    # A container is given the tracking address once, in MLFLOW_TRACKING_URI;
+    # after a move it answers 503 "tracking server unreachable" on its next
+    # start (a restart policy or an engine restart), with nothing to fix it.
+    if not dependents:
+        return
+    names = ", ".join(
+        f"the {d.stage} container {d.name} (STUDIO_DOCKER_NETWORK={d.network})"
+        for d in dependents
+    )
+    stops = " and ".join(f"python -m core stop --stage {d.stage}" for d in dependents)
+    them = "that container" if len(dependents) == 1 else "those containers"
+    raise DeploymentError(
+        f"the local MLflow tracking server listens on {current} for {names}; "
+        f"moving it to {wanted} would leave {them} unable to reach the registry. "
+        f"Deploy with STUDIO_DOCKER_NETWORK={dependents[0].network} as well, or "
+        f"stop {them} first ({stops})."
+    )
 
 
 def _argv(settings: Settings, bind_host: str) -> list[str]:

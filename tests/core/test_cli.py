@@ -81,6 +81,18 @@ def call(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 # Real processes ---------------------------------------------------------------
 
 
+def test_stdin_gate_ignores_unrelated_settings(tmp_path: Path) -> None:
+    env = {
+        "STUDIO_HOME": str(tmp_path),
+        "ACCURACY_THRESHOLD": "0.85",
+        "STUDIO_DEPLOY_BACKEND": "bogus",
+        "STUDIO_STAGING_PORT": "8001",
+    }
+    code, out, err = finish(start_cli(["gate", "--stdin"], env), CONTRACT_INPUT)
+    assert (code, err) == (0, b"")
+    assert json.loads(out)["passed"] is True
+
+
 def test_stdin_gate_contract_byte_for_byte(tmp_path: Path) -> None:
     env = {"STUDIO_HOME": str(tmp_path)}
     failing = start_cli(["gate", "--stdin"], {**env, "ACCURACY_THRESHOLD": "0.90"})
@@ -201,8 +213,43 @@ def test_a_new_user_trains_gates_promotes_rolls_back_and_reads_history(
         ),
         (
             ["status", "--limit", "many"],
-            "argument --limit: invalid int value: 'many' (see `python -m core status "
-            "--help`)",
+            "argument --limit: 'many' is not a whole number of 1 or more (see "
+            "`python -m core status --help`)",
+        ),
+        (
+            ["history", "--limit", "0"],
+            "argument --limit: '0' is not a whole number of 1 or more (see "
+            "`python -m core history --help`)",
+        ),
+        (
+            ["gate", "1.0"],
+            "argument version: '1.0' is not a model version; versions are whole "
+            "numbers like 3 (see `python -m core gate --help`)",
+        ),
+        (
+            ["promote", "--to", "staging", "--expect", "two"],
+            "argument --expect: 'two' is not a model version; versions are whole "
+            "numbers like 3 (see `python -m core promote --help`)",
+        ),
+        (
+            ["probe", "--stage", "staging", "--timeout", "-1"],
+            "argument --timeout: '-1' is not a number of seconds of at least 0.1 "
+            "(see `python -m core probe --help`)",
+        ),
+        (
+            ["deploy", "--stage", "staging", "--timeout", "0"],
+            "argument --timeout: '0' is not a number of seconds of at least 1 "
+            "(see `python -m core deploy --help`)",
+        ),
+        (
+            ["train", "--dataset", "iris", "--seed", "-5"],
+            "argument --seed: '-5' is not a whole number of 0 or more (see "
+            "`python -m core train --help`)",
+        ),
+        (
+            ["gate", "--stdin", "--threshold", "accuracy=0.5", "--no-record"],
+            "gate --stdin takes its input from stdin and its threshold from "
+            "ACCURACY_THRESHOLD; drop --threshold, --no-record.",
         ),
         (
             ["history", "--alias", "qa"],
@@ -401,6 +448,40 @@ def test_the_actor_comes_from_the_flag_or_the_environment(
 
 
 @pytest.mark.integration
+def test_common_flags_work_before_the_command_too(
+    model_env: dict[str, str],
+    model_settings: Settings,
+    registered_versions: list[str],
+    use_env: UseEnv,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_env(model_env)
+
+    call(capsys, "--actor", "bob", "gate", "1")
+    code, out, _ = call(capsys, "--json", "status")
+
+    assert audit.history(model_settings, limit=1)[0].actor == "bob"
+    assert code == 0 and json.loads(out)["model_name"] == model_settings.model_name
+
+
+@pytest.mark.integration
+def test_a_what_if_threshold_is_not_recorded(
+    model_env: dict[str, str],
+    model_settings: Settings,
+    registered_versions: list[str],
+    use_env: UseEnv,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_env(model_env)
+    before = len(audit.history(model_settings, kinds=("gate",)))
+
+    code, _, err = call(capsys, "gate", "1", "--threshold", "accuracy=0.1")
+
+    assert code == 0 and "what-if evaluation, not recorded" in err
+    assert len(audit.history(model_settings, kinds=("gate",))) == before
+
+
+@pytest.mark.integration
 def test_a_stale_expect_exits_1_and_leaves_the_alias(
     model_env: dict[str, str],
     model_settings: Settings,
@@ -492,7 +573,9 @@ def test_credentials_never_reach_output_or_logs_with_a_real_server(
 
 def test_written_out_choices_match_the_registries() -> None:
     from core.data import list_builtin
+    from core.deployment import MIN_LAUNCH_TIMEOUT_S
     from core.training import ESTIMATORS
 
     assert list(cli.DATASET_NAMES) == list_builtin()
     assert list(cli.ESTIMATOR_NAMES) == sorted(ESTIMATORS)
+    assert cli.MIN_LAUNCH_TIMEOUT_S == MIN_LAUNCH_TIMEOUT_S

@@ -106,6 +106,25 @@ def test_an_in_memory_table_is_validated_like_a_file() -> None:
     assert dataset.features == ["age", "income", "plan"]
 
 
+def test_infinite_numbers_count_as_missing(tmp_path: Path) -> None:
+    rows = "\n".join(
+        f"{i if i % 4 else 'inf'},{'yes' if i % 2 else 'no'}" for i in range(40)
+    )
+    path = tmp_path / "overflow.csv"
+    path.write_text("x,label\n" + rows + "\n")
+
+    dataset = load_dataset(str(path), "label")
+
+    assert int(dataset.frame["x"].isna().sum()) == 10
+    assert not np.isinf(dataset.frame["x"].dropna()).any()
+
+
+def test_a_target_for_a_builtin_is_refused_not_ignored() -> None:
+    with pytest.raises(DataError, match="drop --target species"):
+        load_dataset("iris", "species")
+    assert load_dataset("iris", "target").target == "target"
+
+
 BAD_FILES = [
     # (file name, content, target, message)
     (

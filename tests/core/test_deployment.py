@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.config import load_settings
+from core.config import Settings, load_settings
 from core.deployment import (
+    DockerBackend,
     ProcessBackend,
     ServerStatus,
     backend_for,
@@ -24,6 +25,12 @@ from core.deployment import (
 )
 from core.deployment.base import read_record, write_record
 from core.deployment.processes import group_exists, start_token
+from core.deployment.tracking_server import (
+    Dependent,
+    ensure_tracking_server,
+    is_tracking_server_running,
+    stop_tracking_server,
+)
 from core.errors import ConfigError, DeploymentError
 from tests.conftest import free_port
 from tests.core.conftest import Store
@@ -40,6 +47,17 @@ def unset_production(store: Store) -> Iterator[ServerStatus]:
         yield status
     finally:
         backend.stop("production")
+
+
+@pytest.fixture
+def tracking(store: Store) -> Iterator[Settings]:
+    """The store's local tracking server, listening on loopback."""
+    settings = replace(store.settings, data_dir=store.settings.data_dir / "tracking")
+    ensure_tracking_server(settings, "127.0.0.1")
+    try:
+        yield settings
+    finally:
+        stop_tracking_server(settings)
 
 
 def wait_for_answer(url: str, seconds: float = 60.0) -> httpx.Response:
@@ -120,6 +138,63 @@ def test_launch_refuses_a_port_taken_by_another_program(store: Store) -> None:
         taken = replace(store.settings, staging_port=other.getsockname()[1])
         with pytest.raises(DeploymentError, match="in use by another program"):
             ProcessBackend(taken).launch("staging")
+
+
+def test_prepare_accepts_the_port_of_the_stages_own_server(
+    store: Store, staging: ServerStatus
+) -> None:
+    ProcessBackend(store.settings).prepare("staging")
+    status = ProcessBackend(store.settings).status("staging")
+    assert (status.state, status.ident) == ("running", staging.ident)
+
+
+def test_prepare_refuses_a_port_taken_by_another_program(
+    store: Store, staging: ServerStatus
+) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = replace(store.settings, staging_port=other.getsockname()[1])
+        with pytest.raises(DeploymentError, match="in use by another program"):
+            ProcessBackend(taken).prepare("staging")
+    assert ProcessBackend(store.settings).status("staging").ident == staging.ident
+
+
+@pytest.mark.parametrize("backend", [ProcessBackend, DockerBackend])
+@pytest.mark.parametrize("timeout", [0.0, 0.5, -1.0, float("nan")])
+def test_launch_timeout_below_one_second_is_refused(
+    tmp_path: Path, backend: type[ProcessBackend | DockerBackend], timeout: float
+) -> None:
+    settings = load_settings({"STUDIO_HOME": str(tmp_path)})
+    with pytest.raises(DeploymentError) as refused:
+        backend(settings, timeout)
+    assert str(refused.value) == (
+        f"a launch timeout of {timeout:g} s leaves no time for a server to load "
+        "its model; use at least 1 s (the default is 120 s)."
+    )
+
+
+def test_tracking_server_stays_put_while_a_container_uses_it(
+    tracking: Settings,
+) -> None:
+    user = Dependent("production", "promotion-studio-production-abc", "host")
+    with pytest.raises(DeploymentError) as refused:
+        ensure_tracking_server(tracking, "127.0.0.2", dependents=lambda: [user])
+    assert str(refused.value) == (
+        "the local MLflow tracking server listens on 127.0.0.1 for the production "
+        "container promotion-studio-production-abc (STUDIO_DOCKER_NETWORK=host); "
+        "moving it to 127.0.0.2 would leave that container unable to reach the "
+        "registry. Deploy with STUDIO_DOCKER_NETWORK=host as well, or stop that "
+        "container first (python -m core stop --stage production)."
+    )
+    assert (read_record(tracking, "tracking") or {})["host"] == "127.0.0.1"
+    assert is_tracking_server_running(tracking)
+
+
+def test_tracking_server_moves_when_no_container_uses_it(tracking: Settings) -> None:
+    url = ensure_tracking_server(tracking, "127.0.0.2", dependents=list)
+    assert url == f"http://127.0.0.2:{tracking.tracking_server_port}"
+    assert httpx.get(f"{url}/health").status_code == 200
 
 
 def test_failed_launch_quotes_the_servers_last_log_lines(

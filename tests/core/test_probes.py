@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -12,7 +13,7 @@ from core import audit, promotion, tags
 from core.artifacts import golden_xy
 from core.deployment import ServerStatus
 from core.errors import ProbeError
-from core.probes import _schema_problems, predict, probe, smoke
+from core.probes import _identity_problems, _schema_problems, predict, probe, smoke
 from core.registry import get_version
 from tests.core.conftest import Store
 
@@ -51,6 +52,37 @@ def test_probe_flags_a_mismatch_with_both_versions(
     assert result.message.startswith(
         f"MISMATCH: serving version {first} but staging is version {second}"
     )
+
+
+def test_probe_and_smoke_refuse_a_server_of_another_model(
+    store: Store, staging: ServerStatus
+) -> None:
+    other = dataclasses.replace(store.settings, model_name="ghost-model")
+    result = probe(other, "staging")
+    assert (result.light, result.matches) == ("red", False)
+    assert "serves model " in result.message and "'ghost-model'" in result.message
+    with pytest.raises(ProbeError, match="cannot smoke-test staging: MISMATCH"):
+        smoke(other, "staging", rows=3)
+
+
+def test_same_version_number_from_another_run_is_a_mismatch(store: Store) -> None:
+    health = {
+        "model_name": store.settings.model_name,
+        "stage": "staging",
+        "model_version": "1",
+        "run_id": "run-of-another-store",
+    }
+    problems = _identity_problems(store.settings, "staging", health, "1", "our-run")
+    assert len(problems) == 1
+    assert "belongs to another tracking store" in problems[0]
+    same = {**health, "run_id": "our-run"}
+    assert _identity_problems(store.settings, "staging", same, "1", "our-run") == []
+
+
+def test_a_server_answering_for_the_other_stage_is_a_mismatch(store: Store) -> None:
+    health = {"model_name": store.settings.model_name, "stage": "production"}
+    problems = _identity_problems(store.settings, "staging", health, "1", "r")
+    assert problems and "says it is the production server" in problems[0]
 
 
 def test_probe_is_red_when_nothing_answers(store: Store) -> None:

@@ -123,6 +123,20 @@ def test_an_override_reason_admits_a_failed_gate_and_is_recorded(
     assert event.evidence["overridden"] == ["gate passed"]
 
 
+def test_a_gate_overridden_for_staging_blocks_production_again(
+    model_settings: Settings, registered_versions: list[str]
+) -> None:
+    promotion.promote(model_settings, "2", "staging", override_reason="demo")
+
+    with pytest.raises(PreconditionError) as raised:
+        promotion.promote(
+            model_settings, "2", "production", skip_smoke_reason="smoked by hand"
+        )
+
+    assert raised.value.missing == ["gate passed"]
+    assert registry.alias_version(model_settings, "production") is None
+
+
 def test_production_needs_staging_and_a_smoke_result(
     model_settings: Settings, registered_versions: list[str]
 ) -> None:
@@ -188,10 +202,24 @@ def test_a_staged_and_smoked_version_reaches_production(
         model_settings, registry.get_version(model_settings, "1"), "production"
     )
     assert [(c.name, c.ok) for c in checks] == [
+        ("gate passed", True),
         ("in staging", True),
         ("smoke passed", True),
     ]
-    assert checks[1].detail.endswith("(p95 12.5 ms)")
+    assert checks[2].detail.endswith("(p95 12.5 ms)")
+    assert registry.get_version(model_settings, "1").tags[tags.STATUS] == "production"
+
+
+def test_promoting_the_holder_again_is_recorded_as_kept(
+    model_settings: Settings, registered_versions: list[str]
+) -> None:
+    gated(model_settings, "1")
+    promotion.promote(model_settings, "1", "staging", reason="first")
+
+    again = promotion.promote(model_settings, "1", "staging", reason="redeploy")
+
+    assert (again.previous, again.event.outcome) == ("1", "kept")
+    assert registry.get_version(model_settings, "1").tags[tags.STATUS] == "staging"
 
 
 def test_a_move_is_audited_with_actor_time_reason_and_evidence(
@@ -216,6 +244,7 @@ def test_a_move_is_audited_with_actor_time_reason_and_evidence(
     assert event.reason == "better f1" and event.at >= before
     evidence = audit.load_evidence(model_settings, event.run_id)
     assert [p["name"] for p in evidence["preconditions"]] == [
+        "gate passed",
         "in staging",
         "smoke passed",
     ]

@@ -10,12 +10,13 @@ import httpx
 import pytest
 from mlflow.exceptions import MlflowException
 
-from core import promotion, tags
+from core import audit, promotion, tags
 from core.deployment import ProcessBackend, ServerStatus
-from core.errors import DeploymentError, PreconditionError
+from core.errors import BackendUnavailableError, DeploymentError, PreconditionError
 from core.probes import probe, smoke
 from core.registry import alias_version, set_version_tags
-from core.rollout import ReleaseResult, release, rollback_release
+from core.rollout import ReleaseResult, deploy, release, rollback_release
+from core.rollout import stop as rollout_stop
 from core.tracking import client_for
 from tests.core.conftest import Store
 
@@ -68,6 +69,51 @@ def test_rollback_release_serves_the_previous_version(
     assert probe(store.settings, "production").light == "green"
 
 
+@pytest.fixture(scope="module")
+def refused_switch(
+    store: Store, released: ReleaseResult, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[ServerStatus, BackendUnavailableError]:
+    """Production as a process, then a switch to an engine that cannot answer."""
+    before = ProcessBackend(store.settings).status("production")
+    missing = tmp_path_factory.mktemp("no-docker") / "docker.sock"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DOCKER_HOST", f"unix://{missing}")
+        with pytest.raises(BackendUnavailableError) as refused:
+            deploy(store.settings, "production", backend="docker")
+    return before, refused.value
+
+
+def test_switch_that_cannot_start_leaves_the_old_server_serving(
+    store: Store, refused_switch: tuple[ServerStatus, BackendUnavailableError]
+) -> None:
+    before, _ = refused_switch
+    after = ProcessBackend(store.settings).status("production")
+    assert (after.state, after.ident) == ("running", before.ident)
+    assert probe(store.settings, "production").light == "green"
+
+
+def test_failed_deploy_is_an_audit_event_with_the_error(
+    store: Store, refused_switch: tuple[ServerStatus, BackendUnavailableError]
+) -> None:
+    _, error = refused_switch
+    [event] = audit.history(
+        store.settings, kinds=("deploy",), alias="production", limit=1
+    )
+    assert (event.outcome, event.version) == ("failed", store.versions[0])
+    assert event.evidence == {"backend": "docker", "error": str(error)}
+
+
+@pytest.mark.parametrize("timeout", [0.0, 0.5, -1.0, float("nan")])
+def test_deploy_refuses_a_launch_timeout_below_one_second(
+    store: Store, released: ReleaseResult, timeout: float
+) -> None:
+    before = ProcessBackend(store.settings).status("production")
+    with pytest.raises(DeploymentError, match="use at least 1 s"):
+        deploy(store.settings, "production", launch_timeout=timeout)
+    after = ProcessBackend(store.settings).status("production")
+    assert (after.state, after.ident) == ("running", before.ident)
+
+
 def test_production_refuses_a_version_without_smoke(store: Store) -> None:
     second = store.versions[1]
     promotion.promote(store.settings, second, "staging", reason="tests")
@@ -112,3 +158,17 @@ def test_release_that_cannot_serve_says_how_to_recover(
     with pytest.raises(DeploymentError, match=recover):
         release(settings, second, "staging", reason="tests")
     promotion.promote(store.settings, store.versions[0], "staging")
+
+
+def test_stopping_a_stage_is_an_audit_event_with_what_it_served(
+    store: Store, released: ReleaseResult
+) -> None:
+    served = probe(store.settings, "production").served_version
+
+    stopped = rollout_stop(store.settings, "production")
+    rollout_stop(store.settings, "production")  # nothing runs: nothing to record
+
+    assert stopped.state == "stopped"
+    events = audit.history(store.settings, kinds=("deploy",), alias="production")
+    assert (events[0].outcome, events[0].version) == ("stopped", served)
+    assert events[1].outcome != "stopped"

@@ -93,6 +93,7 @@ def test_status_estimates_the_total_from_start_times(
     ("status", "text"),
     [
         (runs.LoadStatus(10_000, 10_000, True), "All 10 000 runs loaded"),
+        (runs.LoadStatus(1, 1, True), "The only run loaded"),
         (runs.LoadStatus(1000, 9800, False), "1 000 of ~9 800 runs loaded"),
         (runs.LoadStatus(1000, None, False), "1 000+ runs loaded"),
         (

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
 from core.config import Settings, load_settings
-from core.tracking import client_for, ensure_experiment, fluent, unreachable
+from core.tracking import (
+    client_for,
+    ensure_experiment,
+    fail_fast_over_http,
+    fluent,
+    unreachable,
+)
 
 
 @pytest.mark.integration
@@ -58,3 +66,28 @@ def test_unreachable_names_the_store_without_credentials(tmp_path) -> None:
         "https://***@mlflow.example/api/2.0/x failed. Check MLFLOW_TRACKING_URI "
         "and that the tracking server is running."
     )
+
+
+def test_a_message_ending_in_a_full_stop_gets_one(tmp_path) -> None:
+    settings = load_settings({"STUDIO_HOME": str(tmp_path)})
+    text = str(unreachable(settings, MlflowException("no such table.")))
+    assert "failed: no such table. Check" in text
+
+
+def test_fail_fast_shortens_retries_but_keeps_the_users_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Set, then delete: monkeypatch restores only what it saw, and the values
+    # fail_fast_over_http writes must not outlive this test.
+    for name in (
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    ):
+        monkeypatch.setenv(name, "unset")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+
+    fail_fast_over_http()
+
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "60"

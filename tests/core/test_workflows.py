@@ -59,17 +59,25 @@ def substitute(text: str, contexts: Mapping[str, str]) -> str:
 
 
 def run_workflow(
-    workflow: dict[str, Any], base_env: dict[str, str], contexts: Mapping[str, str]
+    workflow: dict[str, Any],
+    base_env: dict[str, str],
+    contexts: Mapping[str, str],
+    output_dir: Path,
 ) -> list[subprocess.CompletedProcess[str]]:
     (job,) = workflow["jobs"].values()
     env = dict(base_env)
     for scope in (workflow.get("env", {}), job.get("env", {})):
         env.update({k: substitute(str(v), contexts) for k, v in scope.items()})
     results = []
-    for step in cli_steps(workflow):
+    contexts = dict(contexts)
+    for index, step in enumerate(cli_steps(workflow)):
+        # As on a runner: each step gets its own GITHUB_OUTPUT file, and what it
+        # writes there becomes steps.<id>.outputs.<name> for the later steps.
+        outputs = output_dir / f"step-{index}.out"
         step_env = {
             **env,
             **{k: substitute(str(v), contexts) for k, v in step.get("env", {}).items()},
+            "GITHUB_OUTPUT": str(outputs),
         }
         result = subprocess.run(
             ["bash", "-e", "-c", step["run"]],
@@ -84,6 +92,10 @@ def run_workflow(
             f"{result.stdout}\n{result.stderr}"
         )
         results.append(result)
+        if "id" in step and outputs.exists():
+            for line in outputs.read_text().splitlines():
+                name, _, value = line.partition("=")
+                contexts[f"steps.{step['id']}.outputs.{name}"] = value
     return results
 
 
@@ -140,17 +152,21 @@ def test_workflows_read_tracking_credentials_from_secrets() -> None:
             assert env[variable] == f"${{{{ secrets.{variable} }}}}"
 
 
-def test_workflow_steps_run_locally_end_to_end(local_env: dict[str, str]) -> None:
+def test_workflow_steps_run_locally_end_to_end(
+    local_env: dict[str, str], tmp_path: Path
+) -> None:
     contexts = secrets_for(local_env)
-    run_workflow(load("stage.yml"), local_env, contexts)
+    staged = run_workflow(load("stage.yml"), local_env, contexts, tmp_path)
     settings = load_settings(local_env)
     version = alias_version(settings, "staging")
     assert version is not None
+    assert f"Registered {settings.model_name} version {version} " in staged[0].stdout
 
     released = run_workflow(
         load("release.yml"),
         local_env,
         {**contexts, "inputs.version": version, "inputs.reason": "workflow test"},
+        tmp_path,
     )
     health = json.loads(released[-1].stdout)
     assert (health["stage"], health["model_version"]) == ("production", version)

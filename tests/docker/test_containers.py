@@ -3,7 +3,9 @@
 Two ways for a container to reach the registry are covered: the embedded
 sqlite store (core starts a local `mlflow server` with the artifact proxy) and
 an explicit `mlflow server` given as MLFLOW_TRACKING_URI. Containers use the
-network mode of STUDIO_DOCKER_NETWORK (host unless set).
+network mode of STUDIO_DOCKER_NETWORK (host unless set). Switching a stage from
+the process backend to Docker is covered too, including a switch that must be
+refused before the process server is stopped.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core import gates, promotion
+from core import audit, gates, promotion
 from core.config import Settings, load_settings
-from core.deployment import DockerBackend, ServerStatus
-from core.deployment.containers import LABEL_STAGE
+from core.deployment import DockerBackend, ProcessBackend, ServerStatus
+from core.deployment.base import read_record
+from core.deployment.containers import LABEL_STAGE, connect, home_label
+from core.deployment.processes import group_exists
 from core.deployment.tracking_server import is_tracking_server_running
+from core.errors import DeploymentError
 from core.probes import probe, smoke
+from core.rollout import deploy
 from core.training import TrainRequest, train
 from tests.conftest import ACCURACY_POLICY, Trained, write_policy_file
 from tests.core.conftest import Store, make_store, server_env
@@ -105,6 +111,30 @@ def test_probe_and_smoke_pass_through_the_container(
     assert (result.passed, result.mismatches) == (True, 0)
 
 
+def test_other_network_mode_is_refused_while_a_container_uses_the_tracking_server(
+    embedded: Store, embedded_staging: tuple[DockerBackend, ServerStatus]
+) -> None:
+    backend, status = embedded_staging
+    promotion.promote(
+        embedded.settings, embedded.versions[0], "production", override_reason="test"
+    )
+    other = "bridge" if NETWORK == "host" else "host"
+    mixed = replace(embedded.settings, docker_network=other)
+    listening = (read_record(embedded.settings, "tracking") or {})["host"]
+    name = backend.client.containers.get(str(status.ident)).name
+    try:
+        with pytest.raises(DeploymentError) as refused:
+            DockerBackend(mixed).launch("production")
+    finally:
+        DockerBackend(mixed).stop("production")  # in case it was not refused
+    assert f"listens on {listening} for the staging container {name}" in str(
+        refused.value
+    )
+    assert f"Deploy with STUDIO_DOCKER_NETWORK={NETWORK} as well" in str(refused.value)
+    assert (read_record(embedded.settings, "tracking") or {})["host"] == listening
+    assert probe(embedded.settings, "staging").light == "green"
+
+
 def test_stop_leaves_nothing_of_ours_running(
     embedded: Store, embedded_staging: tuple[DockerBackend, ServerStatus]
 ) -> None:
@@ -146,3 +176,55 @@ def test_container_serves_from_an_explicit_tracking_server(remote: Settings) -> 
     assert probe(remote, "staging").light == "green"
     assert smoke(remote, "staging", rows=10).passed
     assert not is_tracking_server_running(remote)  # none needed: it is a server
+
+
+@pytest.fixture(scope="module")
+def switching(
+    docker_engine: str, tmp_path_factory: pytest.TempPathFactory, trained: Trained
+) -> Store:
+    """A model whose staging the tests move from the process backend to Docker."""
+    root = tmp_path_factory.mktemp("docker-switch")
+    made = make_store(root, trained, server_env(root / "home"))
+    return replace(made, settings=docker_settings(made.settings))
+
+
+@pytest.fixture
+def process_staging(switching: Store) -> Iterator[ServerStatus]:
+    """Staging of `switching` served as a process; both backends stop it after."""
+    status = ProcessBackend(switching.settings).launch("staging")
+    try:
+        yield status
+    finally:
+        ProcessBackend(switching.settings).stop("staging")
+        DockerBackend(switching.settings).stop("staging")
+
+
+def test_switch_refused_by_a_foreign_container_keeps_the_process_serving(
+    switching: Store, process_staging: ServerStatus
+) -> None:
+    settings = switching.settings
+    client = connect()
+    stranger = client.containers.create(
+        settings.base_image,
+        ["sleep", "600"],
+        name=f"promotion-studio-staging-{home_label(settings)}",
+    )
+    try:
+        with pytest.raises(DeploymentError, match="is not labelled as ours"):
+            deploy(settings, "staging", backend="docker")
+    finally:
+        stranger.remove(force=True)
+        client.close()
+    after = ProcessBackend(settings).status("staging")
+    assert (after.state, after.ident) == ("running", process_staging.ident)
+    [event] = audit.history(settings, kinds=("deploy",), alias="staging", limit=1)
+    assert (event.outcome, event.evidence["backend"]) == ("failed", "docker")
+
+
+def test_switch_to_docker_replaces_the_process_server(
+    switching: Store, process_staging: ServerStatus
+) -> None:
+    result = deploy(switching.settings, "staging", backend="docker")
+    assert (result.backend, result.probe.light) == ("docker", "green")
+    assert process_staging.ident is not None
+    assert not group_exists(int(process_staging.ident))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from core import gates, promotion, registry
+from core import audit, gates, promotion, registry
 from core.config import Settings
+from core.deployment import backend_for
 from tests.pages.conftest import finish_tasks, open_page
 
 pytestmark = pytest.mark.integration
@@ -31,6 +33,28 @@ def test_both_stages_side_by_side_with_their_backend(seeded: Settings) -> None:
     assert at.button(key="deploy.stop.production").disabled
 
 
+def test_an_idle_stage_says_what_to_press_not_what_to_type(seeded: Settings) -> None:
+    at = open_page("deployments")
+
+    health = [c.value for c in at.caption if "server answers" in c.value]
+    assert health and all(c.endswith("Press Launch to start it.") for c in health)
+    assert not any("python -m core" in c.value for c in at.caption)
+
+
+def test_a_stopped_server_shows_no_start_time(seeded: Settings) -> None:
+    gates.evaluate_gate(seeded, "1")
+    promotion.promote(seeded, "1", "staging")
+    backend_for(seeded, "staging").launch("staging")
+    backend_for(seeded, "staging").stop("staging")
+
+    at = open_page("deployments")
+
+    stopped = next(m.value for m in at.markdown if "dns: stopped]" in m.value)
+    assert "since" not in stopped
+    stamp = re.compile(r"stopped .*at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
+    assert any(stamp.search(c.value) for c in at.caption)
+
+
 def test_launch_serve_test_requests_and_stop(seeded: Settings) -> None:
     gates.evaluate_gate(seeded, "1")
     promotion.promote(seeded, "1", "staging")
@@ -50,6 +74,11 @@ def test_launch_serve_test_requests_and_stop(seeded: Settings) -> None:
     at = finish_tasks(at.button(key="deploy.stop.staging").click().run())
     assert registry.aliases(seeded)["staging"] == "1"
     assert any(":gray-badge[:material/dns: stopped]" in m.value for m in at.markdown)
+    deploys = audit.history(seeded, kinds=("deploy",), alias="staging")
+    assert [(e.outcome, e.version) for e in deploys[:2]] == [
+        ("stopped", "1"),
+        ("running", "1"),
+    ]
 
 
 def test_a_body_that_is_not_json_says_how_to_write_it(seeded: Settings) -> None:

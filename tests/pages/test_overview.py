@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from core import gates, promotion, registry
+from core import gates, jobs, promotion, registry
 from core.config import Settings
 from core.deployment import backend_for
 from tests.pages.conftest import open_page
@@ -50,6 +50,39 @@ def test_a_server_serving_another_version_raises_a_red_banner(
     at = open_page("overview")
 
     assert "serving version 1 but staging is version 2" in at.error[0].value
+
+
+def test_a_stage_without_a_server_names_the_app_step_not_a_command(
+    seeded: Settings,
+) -> None:
+    at = open_page("overview")
+
+    captions = [c.value for c in at.caption if "server answers" in c.value]
+    assert len(captions) == 2
+    assert all(c.endswith(". Launch it on the Deployments page.") for c in captions)
+    assert not any("python -m core" in c.value for c in at.caption)
+
+
+def test_a_gate_passed_under_an_old_policy_reads_stale(seeded: Settings) -> None:
+    gates.evaluate_gate(seeded, "1")
+    stricter = gates.load_policy(seeded).with_thresholds({"f1": 0.5})
+    gates.save_policy(seeded, stricter, "a new bar")
+
+    at = open_page("overview")
+
+    gate = at.dataframe[0].value["gate"].tolist()
+    assert gate == ["", "stale"]  # newest first: v2 never gated, v1 stale
+
+
+def test_the_first_model_button_waits_while_a_model_trains(studio: Settings) -> None:
+    at = open_page("overview")
+
+    at.button(key="overview.train").click().run()
+    other_tab = open_page("overview")
+
+    assert at.button(key="overview.train").disabled
+    assert other_tab.button(key="overview.train").disabled
+    jobs.cancel(studio, at.session_state["overview.job"])
 
 
 def test_empty_registry_trains_a_first_model_with_one_click(studio: Settings) -> None:

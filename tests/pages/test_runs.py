@@ -116,6 +116,27 @@ def test_runs_of_other_code_show_their_own_metrics(studio: Settings) -> None:
     assert table[
         ["run_name", "metrics.val_loss", "params.horizon"]
     ].values.tolist() == [["prophet", 0.25, "14"]]
+    assert "The only run loaded in" in at.caption[1].value
+    runs.refresh(studio)
+
+
+def test_metric_vs_metric_starts_on_metrics_most_runs_have(studio: Settings) -> None:
+    experiment_id = ensure_experiment(studio, "sparse-metrics")
+    client = client_for(studio)
+    now = int(time.time() * 1000)
+    for index in range(3):
+        run = client.create_run(experiment_id, start_time=now + index)
+        names = ["a_loss", "c_score"] + (["b_once"] if index == 0 else [])
+        client.log_batch(
+            run.info.run_id, metrics=[Metric(n, 0.1 * index, now, 0) for n in names]
+        )
+    at = open_page("runs")
+    at.selectbox(key="runs.experiment").set_value(experiment_id)
+    at.session_state["runs.chart"] = "Metric vs metric"
+
+    at = at.run()
+
+    assert at.selectbox(key="runs.chart.y").value == "metrics.c_score"
     runs.refresh(studio)
 
 

@@ -54,6 +54,15 @@ def test_every_check_of_the_policy_gets_a_slider(seeded: Settings) -> None:
     assert at.metric[0].value.endswith("of 2")
 
 
+def test_a_slider_shows_as_many_decimals_as_its_step(seeded: Settings) -> None:
+    policy = gates.load_policy(seeded)
+
+    at = open_page("what_if")
+
+    slider = at.slider(key=slider_key(policy, "accuracy"))
+    assert (slider.step, slider.proto.format) == (0.005, "%.3f")
+
+
 def test_moving_a_threshold_rejudges_without_measuring_again(seeded: Settings) -> None:
     policy = gates.load_policy(seeded)
     at = open_page("what_if")
@@ -109,12 +118,32 @@ def test_save_policy_writes_the_file_and_an_audit_event(seeded: Settings) -> Non
     ]
 
 
-def test_saving_without_a_reason_shows_the_rule(seeded: Settings) -> None:
+def test_saving_the_policy_clears_the_changes_and_the_reason(
+    seeded: Settings,
+) -> None:
+    policy = gates.load_policy(seeded)
+    at = open_page("what_if")
+    at.slider(key=slider_key(policy, "f1")).set_value(0.8).run()
+    at.text_input(key="whatif.reason").input("f1 bar too strict for v1").run()
+
+    at.button(key="whatif.save").click().run()
+
+    assert "No threshold differs from the policy in force yet." in [
+        c.value for c in at.caption
+    ]
+    assert at.text_input(key="whatif.reason").value == ""
+
+
+def test_save_waits_for_a_reason(seeded: Settings) -> None:
     policy = gates.load_policy(seeded)
     at = open_page("what_if")
 
     at.slider(key=slider_key(policy, "f1")).set_value(0.8).run()
-    at.button(key="whatif.save").click().run()
+    save = at.button(key="whatif.save")
+    assert (save.disabled, save.help) == (
+        True,
+        "Write why first; it is recorded in the audit log.",
+    )
 
-    assert "needs a reason" in at.error[0].value
-    assert not seeded.saved_policy_path.exists()
+    at.text_input(key="whatif.reason").input("f1 bar too strict").run()
+    assert not at.button(key="whatif.save").disabled

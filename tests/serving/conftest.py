@@ -31,7 +31,7 @@ from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from sklearn.compose import ColumnTransformer
-from sklearn.datasets import load_breast_cancer
+from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -42,6 +42,7 @@ from tests.conftest import REPO_ROOT, free_port
 
 MIXED_MODEL = "serving-mixed"  # numbers, a string column, NaN, string labels
 INT_MODEL = "serving-int"  # numbers only, integer labels, no alias at first
+UNSIGNED_MODEL = "serving-unsigned-{}"  # iris, no signature; see register_unsigned
 CATEGORICAL = "clinic"
 EXPERIMENT = "serving-tests"
 
@@ -156,6 +157,34 @@ def register_model(
     store.run_ids[(name, version)] = run.info.run_id
     store.metrics[(name, version)] = metrics
     return version
+
+
+def register_unsigned(store: ModelStore, fitted_on: str) -> str:
+    """Log iris logistic regression as other code would: no signature, no example.
+
+    `fitted_on` is "frame" (scikit-learn records the column names) or "array"
+    (it records only their number). Registers a version of
+    ``UNSIGNED_MODEL.format(fitted_on)``, aliases it staging, returns the name.
+    """
+    frame, labels = load_iris(return_X_y=True, as_frame=True)
+    features = frame if fitted_on == "frame" else frame.to_numpy()
+    model = LogisticRegression(max_iter=500).fit(features, labels)
+    name = UNSIGNED_MODEL.format(fitted_on)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(store.tracking_uri)
+    try:
+        with mlflow.start_run(experiment_id=store.experiment_id()):
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                registered_model_name=name,
+                pip_requirements=["scikit-learn"],  # skips MLflow's slow inference
+            )
+    finally:
+        mlflow.set_tracking_uri(previous)
+    version = str(info.registered_model_version)
+    store.client().set_registered_model_alias(name, "staging", version)
+    return name
 
 
 def int_model_data() -> tuple[pd.DataFrame, pd.Series]:

@@ -49,6 +49,21 @@ def test_sigterm_to_the_main_process_stops_the_whole_group(
     assert "SIGTERM received; shutting down" in server.log()
 
 
+def test_sigterm_to_the_whole_group_exits_0_without_a_traceback(
+    server: ServingProcess,
+) -> None:
+    # As `kill -- -PGID` does: LitServe's manager gets the signal too, and must
+    # outlive the main process's shutdown, which still needs it.
+    server.wait_for_health()
+
+    os.killpg(server.process.pid, signal.SIGTERM)
+
+    assert server.process.wait(timeout=40) == 0
+    assert wait_until_gone(server) == []
+    assert "Traceback" not in server.log()
+    assert server.log().rstrip().endswith("serving.cli: server stopped")
+
+
 def test_sigterm_while_starting_leaves_no_process_behind(tmp_path: Path) -> None:
     # Resolution against a closed port fails at once, so the signal lands while
     # LitServe is still spawning its worker.

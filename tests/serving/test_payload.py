@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.payload import Column, PayloadError, parse_payload
+from serving.payload import Column, PayloadError, match_fitted, parse_payload
 
 COLUMNS = (Column("age", "double"), Column("color", "string"), Column("n", "long"))
 
@@ -74,3 +74,56 @@ def test_without_signature_any_columns_pass() -> None:
     frame = parse_payload({"inputs": [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]}, None)
 
     assert frame.to_dict(orient="list") == {"a": [1, 2], "b": ["x", "y"]}
+
+
+FITTED = ("age", "color", "n")
+
+
+def test_unsigned_frame_is_put_in_the_fitted_column_order() -> None:
+    frame = parse_payload({"inputs": [{"n": 1, "age": 2, "color": "x"}]}, None)
+
+    matched = match_fitted(frame, FITTED, 3)
+
+    assert list(matched.columns) == ["age", "color", "n"]
+
+
+@pytest.mark.parametrize(
+    ("row", "names", "count", "message"),
+    [
+        (
+            {"age": 1, "n": 1},
+            FITTED,
+            3,
+            "it was fitted on columns 'age', 'color', 'n'; "
+            "the input is missing column 'color'",
+        ),
+        (
+            {"age": 1, "colour": "x", "n": 1, "m": 0},
+            FITTED,
+            3,
+            "it was fitted on columns 'age', 'color', 'n'; the input is missing "
+            "column 'color' and has unknown columns 'colour', 'm'",
+        ),
+        (
+            {"a": 1},
+            None,
+            4,
+            "it expects 4 columns (features) per row, as it was fitted; got 1: 'a'",
+        ),
+    ],
+)
+def test_columns_other_than_the_fitted_ones_are_refused_by_name(
+    row: dict[str, object], names: tuple[str, ...] | None, count: int, message: str
+) -> None:
+    frame = parse_payload({"inputs": [row]}, None)
+
+    with pytest.raises(PayloadError) as raised:
+        match_fitted(frame, names, count)
+
+    assert str(raised.value) == f"the model rejected the input: {message}"
+
+
+def test_without_fitted_facts_the_frame_passes_as_is() -> None:
+    frame = parse_payload({"inputs": [{"b": 1, "a": 2}]}, None)
+
+    assert match_fitted(frame, None, None) is frame

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 
 from tests.conftest import free_port
@@ -16,9 +17,11 @@ from tests.serving.conftest import (
     CATEGORICAL,
     INT_MODEL,
     MIXED_MODEL,
+    UNSIGNED_MODEL,
     ModelStore,
     ServingProcess,
     records,
+    register_unsigned,
     start_server,
 )
 
@@ -322,6 +325,121 @@ def test_bad_request_in_a_batch_fails_alone(
         answers = list(pool.map(lambda b: predict(staging_server, b), bodies))
 
     assert [a.status_code for a in answers] == [200, 422] * 8
+
+
+IRIS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)"]
+IRIS += ["petal width (cm)"]
+IRIS_ROW = dict(zip(IRIS, [5.1, 3.5, 1.4, 0.2], strict=True))
+FITTED_ON = "it was fitted on columns " + ", ".join(f"'{c}'" for c in IRIS)
+FOUR_COLUMNS = "it expects 4 columns (features) per row, as it was fitted"
+# Without a signature, what the server checks depends on what scikit-learn
+# recorded at fit time: the column names (fitted on a frame) or their number.
+OTHER_COLUMNS = [
+    pytest.param(
+        "frame",
+        {"a": "x"},
+        f"{FITTED_ON}; the input is missing columns "
+        f"{', '.join(repr(c) for c in IRIS)} and has unknown column 'a'",
+        id="frame-unknown-column",
+    ),
+    pytest.param(
+        "frame",
+        dict.fromkeys(IRIS[:3], 1),
+        f"{FITTED_ON}; the input is missing column 'petal width (cm)'",
+        id="frame-missing-column",
+    ),
+    pytest.param("array", {"a": "x"}, f"{FOUR_COLUMNS}; got 1: 'a'", id="array-string"),
+    pytest.param("array", {"a": 1}, f"{FOUR_COLUMNS}; got 1: 'a'", id="array-number"),
+]
+
+
+@pytest.fixture(scope="module")
+def unsigned_models(model_store: ModelStore) -> dict[str, str]:
+    """Model names of iris logged without signature, by what they were fitted on."""
+    return {fit: register_unsigned(model_store, fit) for fit in ("frame", "array")}
+
+
+@pytest.fixture(scope="module", params=["frame", "array"])
+def unsigned_server(
+    request: pytest.FixtureRequest,
+    unsigned_models: dict[str, str],
+    model_store: ModelStore,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, ServingProcess]]:
+    """Version 1 of a model without signature, fitted on a frame or an array."""
+    name = unsigned_models[request.param]
+    server = start_server(
+        tmp_path_factory.mktemp(f"unsigned-{request.param}"),
+        name,
+        "staging",
+        model_store.tracking_uri,
+        {"BATCH_TIMEOUT": "0.05"},
+    )
+    try:
+        server.wait_for_health()
+        yield request.param, server
+    finally:
+        server.stop()
+
+
+# The array-fitted model warns when given named columns, here as offline.
+@pytest.mark.filterwarnings("ignore:X has feature names")
+def test_unsigned_model_answers_as_offline_pyfunc(
+    unsigned_server: tuple[str, ServingProcess], model_store: ModelStore
+) -> None:
+    fitted_on, server = unsigned_server
+    rows = [IRIS_ROW, dict(zip(IRIS, [6.7, 3.0, 5.2, 2.3], strict=True))]
+
+    answer = predict(server, {"inputs": rows})
+
+    assert answer.status_code == 200, answer.text
+    name = UNSIGNED_MODEL.format(fitted_on)
+    expected = model_store.offline_predictions(name, "1", pd.DataFrame(rows))
+    assert answer.json()["predictions"] == expected
+
+
+@pytest.mark.parametrize(
+    ("unsigned_server", "row", "message"),
+    OTHER_COLUMNS,
+    indirect=["unsigned_server"],
+    scope="module",  # groups the cases by server, so each starts once
+)
+def test_unsigned_model_refuses_other_columns_with_422_naming_the_rule(
+    unsigned_server: tuple[str, ServingProcess], row: dict[str, Any], message: str
+) -> None:
+    _, server = unsigned_server
+
+    answer = predict(server, {"inputs": [row]})
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json() == {"detail": f"the model rejected the input: {message}"}
+
+
+def test_unsigned_model_refuses_a_string_for_a_number_with_422(
+    unsigned_server: tuple[str, ServingProcess],
+) -> None:
+    _, server = unsigned_server
+
+    answer = predict(server, {"inputs": [IRIS_ROW | {IRIS[0]: "x"}]})
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == (
+        "the model rejected the input: ValueError: could not convert string to "
+        "float: 'x'"
+    )
+
+
+def test_bad_request_to_an_unsigned_model_fails_alone_in_its_batch(
+    unsigned_server: tuple[str, ServingProcess],
+) -> None:
+    _, server = unsigned_server
+    bodies = [{"inputs": [IRIS_ROW]}, {"inputs": [IRIS_ROW | {IRIS[1]: "x"}]}] * 8
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda b: predict(server, b), bodies))
+
+    assert [a.status_code for a in answers] == [200, 422] * 8
+    assert httpx.get(f"{server.url}/health").status_code == 200
 
 
 @pytest.fixture
