@@ -487,7 +487,10 @@ def _promote(settings: Settings, args: argparse.Namespace) -> int:
             f"(was {was}); recorded as audit run {result.event.run_id}"
         )
         if result.overridden:
-            print(f"Overridden preconditions: {', '.join(result.overridden)}")
+            print(
+                "Failed preconditions bypassed by your reason: "
+                + ", ".join(result.overridden)
+            )
     return EXIT_OK
 
 
@@ -880,6 +883,8 @@ def _servers(settings: Settings, args: argparse.Namespace) -> int:
         _print_json(rows)
         return EXIT_OK
     print(f"Default backend: {deployment.describe_choice(settings)}")
+    for row in rows:
+        row["alias"] = f"v{row['alias_version']}" if row["alias_version"] else None
     print(_table([{k: row[k] or "-" for k in _SERVER_COLUMNS} for row in rows]))
     return EXIT_OK
 
@@ -906,5 +911,5 @@ def _server_row(settings: Settings, stage: Stage) -> dict[str, Any]:
             "url": None,
             "detail": str(exc),
         }
-    row["alias"] = f"v{held}" if held else None
+    row["alias_version"] = held
     return row

@@ -174,7 +174,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),  # type: ignore[arg-type]
         base_image=env.get("BASE_IMAGE") or "python:3.11-slim",
         tracking_server_port=_port(env, "STUDIO_TRACKING_PORT", 5000),
-        actor=env.get("STUDIO_ACTOR") or _os_user(),
+        actor=(env.get("STUDIO_ACTOR") or "").strip() or _os_user(),
         mirror_legacy_stages=_bool(env, "STUDIO_MIRROR_STAGES"),
     )
     if settings.staging_port == settings.production_port:
@@ -196,6 +196,7 @@ def accuracy_threshold_from_env(env: Mapping[str, str] | None = None) -> float |
 
 def with_actor(settings: Settings, actor: str | None) -> Settings:
     """A copy of `settings` acting as `actor` (unchanged when `actor` is empty)."""
+    actor = (actor or "").strip()
     return replace(settings, actor=actor) if actor else settings
 
 

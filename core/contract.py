@@ -8,6 +8,7 @@ in well under a second instead of loading MLflow and scikit-learn.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -46,7 +47,13 @@ def evaluate_payload(payload: Any, threshold: float) -> dict[str, Any]:
         or not isinstance(accuracy, int | float)
         or not math.isfinite(accuracy)
     ):
-        raise GateError(f"accuracy {accuracy!r} is not a number; send e.g. 0.93.")
+        shown = json.dumps(accuracy) if _is_json(accuracy) else repr(accuracy)
+        raise GateError(f"accuracy {shown} is not a number; send e.g. 0.93.")
+    if not 0 <= accuracy <= 1:
+        raise GateError(
+            f"accuracy {accuracy} is outside 0-1; send the fraction of correct "
+            "predictions, e.g. 0.93 (not a percentage)."
+        )
     return {
         "passed": bool(accuracy >= threshold),
         "accuracy": accuracy,
@@ -54,3 +61,11 @@ def evaluate_payload(payload: Any, threshold: float) -> dict[str, Any]:
         "model_version": payload["model_version"],
         "run_id": payload["run_id"],
     }
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -24,7 +24,7 @@ from core import audit, tags
 from core.artifacts import golden_xy, load_pyfunc
 from core.config import Settings, Stage
 from core.deployment.base import fetch_health, server_url
-from core.errors import ProbeError, StudioError
+from core.errors import ProbeError, StudioError, VersionNotFoundError
 from core.registry import alias_version, get_version, set_version_tags
 
 logger = logging.getLogger(__name__)
@@ -213,20 +213,29 @@ def _identity_problems(
             "check the port settings"
         )
     served_run = health.get("run_id")
-    if (
-        not problems
-        and expected is not None
-        and expected_run
-        and str(health.get("model_version")) == expected
-        and served_run != expected_run
-    ):
+    served = str(health.get("model_version"))
+    if problems or not served_run:
+        return problems
+    ours = expected_run if served == expected else _run_of(settings, served)
+    if ours != served_run:
+        held = (
+            f"this registry's version {served} comes from run {ours}"
+            if ours
+            else f"this registry has no version {served}"
+        )
         problems.append(
-            f"the server serves version {expected} from run {served_run}, but this "
-            f"registry's version {expected} comes from run {expected_run}: it "
-            f"belongs to another tracking store; redeploy with python -m core "
-            f"deploy --stage {stage}"
+            f"the server serves version {served} from run {served_run}, but {held}: "
+            f"it belongs to another tracking store; stop it from there, or give "
+            f"this store other ports (STUDIO_{stage.upper()}_PORT)"
         )
     return problems
+
+
+def _run_of(settings: Settings, version: str) -> str | None:
+    try:
+        return get_version(settings, version, with_run=False).run_id
+    except VersionNotFoundError:
+        return None
 
 
 def predict(

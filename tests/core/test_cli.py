@@ -145,7 +145,10 @@ def test_a_new_user_trains_gates_promotes_rolls_back_and_reads_history(
     assert code == 0 and out.startswith("staging of studio-classifier -> version 1")
     release = ["--skip-smoke", "--reason", "first release"]
     code, out, err = run_cli(["promote", "--to", "production", *release], env)
-    assert code == 0 and "Overridden preconditions: smoke passed" in out
+    assert (
+        code == 0
+        and "Failed preconditions bypassed by your reason: smoke passed" in out
+    )
     assert "Warning" not in err  # the mirrored stage move warns inside MLflow
 
     use_env(env)
@@ -329,7 +332,7 @@ def test_a_bad_environment_variable_exits_1(
         ),
         (
             '{"run_id": "a", "accuracy": "high", "model_version": 1}',
-            "accuracy 'high' is not a number; send e.g. 0.93.",
+            'accuracy "high" is not a number; send e.g. 0.93.',
         ),
     ],
 )

@@ -135,6 +135,9 @@ def test_actor_comes_from_env_and_an_explicit_actor_wins(tmp_path: Path) -> None
     assert settings.actor == "alice"
     assert with_actor(settings, "ci-bot").actor == "ci-bot"
     assert with_actor(settings, None) is settings
+    assert with_actor(settings, "   ") is settings
+    blank = load_settings({"STUDIO_HOME": str(tmp_path), "STUDIO_ACTOR": "  "})
+    assert blank.actor.strip() != ""
 
 
 def test_policy_in_force_is_explicit_then_saved_then_shipped(tmp_path: Path) -> None:

@@ -39,15 +39,20 @@ def test_payload_result_has_the_original_fields_in_order() -> None:
         ),
         (
             {"run_id": "a", "accuracy": "0.9", "model_version": 1},
-            "accuracy '0.9' is not a number; send e.g. 0.93.",
+            'accuracy "0.9" is not a number; send e.g. 0.93.',
         ),
         (
             {"run_id": "a", "accuracy": True, "model_version": 1},
-            "accuracy True is not a number; send e.g. 0.93.",
+            "accuracy true is not a number; send e.g. 0.93.",
         ),
         (
             {"run_id": "a", "accuracy": math.nan, "model_version": 1},
-            "accuracy nan is not a number; send e.g. 0.93.",
+            "accuracy NaN is not a number; send e.g. 0.93.",
+        ),
+        (
+            {"run_id": "a", "accuracy": 89.75, "model_version": 1},
+            "accuracy 89.75 is outside 0-1; send the fraction of correct "
+            "predictions, e.g. 0.93 (not a percentage).",
         ),
     ],
 )

@@ -79,6 +79,18 @@ def test_same_version_number_from_another_run_is_a_mismatch(store: Store) -> Non
     assert _identity_problems(store.settings, "staging", same, "1", "our-run") == []
 
 
+def test_a_version_this_registry_lacks_belongs_to_another_store(store: Store) -> None:
+    health = {
+        "model_name": store.settings.model_name,
+        "stage": "staging",
+        "model_version": "99",
+        "run_id": "run-elsewhere",
+    }
+    [problem] = _identity_problems(store.settings, "staging", health, "1", "r")
+    assert "this registry has no version 99" in problem
+    assert "STUDIO_STAGING_PORT" in problem
+
+
 def test_a_server_answering_for_the_other_stage_is_a_mismatch(store: Store) -> None:
     health = {"model_name": store.settings.model_name, "stage": "production"}
     problems = _identity_problems(store.settings, "staging", health, "1", "r")
