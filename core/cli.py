@@ -291,13 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
     status_cmd = commands.add_parser(
         "status", parents=[common], help="versions, aliases, gate and smoke results"
     )
-    status_cmd.add_argument("--limit", type=_positive_int, default=20)
+    status_cmd.add_argument(
+        "--limit", type=_positive_int, default=20, help="rows to show (default: 20)"
+    )
     status_cmd.set_defaults(handler=_status)
 
     history_cmd = commands.add_parser(
         "history", parents=[common], help="the audit log, newest first"
     )
-    history_cmd.add_argument("--limit", type=_positive_int, default=20)
+    history_cmd.add_argument(
+        "--limit", type=_positive_int, default=20, help="rows to show (default: 20)"
+    )
     history_cmd.add_argument("--kind", action="append", default=[], choices=EVENT_KINDS)
     history_cmd.add_argument("--alias", choices=STAGES)
     history_cmd.add_argument("--version", type=_version)
@@ -381,15 +385,12 @@ def _gate(settings: Settings, args: argparse.Namespace) -> int:
             "make them count",
             file=sys.stderr,
         )
+    record = not args.no_record and not overrides
     result = gates.evaluate_gate(
-        settings,
-        version,
-        policy,
-        record=not args.no_record and not overrides,
-        reason=args.reason,
+        settings, version, policy, record=record, reason=args.reason
     )
     if args.json:
-        _print_json(result.as_dict())
+        _print_json({**result.as_dict(), "recorded": record})
     else:
         print(
             f"Gate for {result.model_name} version {result.version} under policy "

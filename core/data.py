@@ -214,7 +214,11 @@ def dataset_from_frame(
             f"{name} has no column {target!r}; its columns are: {shown}. "
             "Pick one of them as the target."
         )
-    missing_target = frame[target].isna()
+    labels = frame[target]
+    # An infinite label is no class: drop it like a missing one.
+    missing_target = labels.isna() | (
+        np.isinf(labels) if pd.api.types.is_float_dtype(labels) else False
+    )
     dropped = int(missing_target.sum())
     if dropped == len(frame):
         raise DataError(

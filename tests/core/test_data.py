@@ -119,6 +119,17 @@ def test_infinite_numbers_count_as_missing(tmp_path: Path) -> None:
     assert not np.isinf(dataset.frame["x"].dropna()).any()
 
 
+def test_an_infinite_label_is_dropped_like_a_missing_one(tmp_path: Path) -> None:
+    labels = ["inf" if i == 0 else str(i % 2) for i in range(30)]
+    path = tmp_path / "labels.csv"
+    path.write_text("x,y\n" + "\n".join(f"{i},{v}" for i, v in enumerate(labels)))
+
+    dataset = load_dataset(str(path), "y")
+
+    assert dataset.dropped_rows == 1
+    assert sorted(dataset.frame["y"].unique()) == [0, 1]
+
+
 def test_a_target_for_a_builtin_is_refused_not_ignored() -> None:
     with pytest.raises(DataError, match="drop --target species"):
         load_dataset("iris", "species")
