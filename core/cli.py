@@ -129,24 +129,19 @@ def _common_flags(*, suppress: bool) -> _Parser:
     return common
 
 
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number of 1 or more")
-    return value
+def _whole(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"{raw!r} is not a whole number of {minimum} or more"
+            )
+        return value
 
-
-def _non_negative_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number of 0 or more")
-    return value
+    return parse
 
 
 def _seconds(minimum: float) -> Callable[[str], float]:
@@ -221,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="hyper-parameter, repeatable (e.g. --param C=0.5)",
     )
     train_cmd.add_argument("--test-size", type=_fraction, default=0.25)
-    train_cmd.add_argument("--seed", type=_non_negative_int, default=42)
+    train_cmd.add_argument("--seed", type=_whole(0), default=42)
     train_cmd.add_argument("--description", default="")
     train_cmd.set_defaults(handler=_train)
 
@@ -292,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         "status", parents=[common], help="versions, aliases, gate and smoke results"
     )
     status_cmd.add_argument(
-        "--limit", type=_positive_int, default=20, help="rows to show (default: 20)"
+        "--limit", type=_whole(1), default=20, help="rows to show (default: 20)"
     )
     status_cmd.set_defaults(handler=_status)
 
@@ -300,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         "history", parents=[common], help="the audit log, newest first"
     )
     history_cmd.add_argument(
-        "--limit", type=_positive_int, default=20, help="rows to show (default: 20)"
+        "--limit", type=_whole(1), default=20, help="rows to show (default: 20)"
     )
     history_cmd.add_argument("--kind", action="append", default=[], choices=EVENT_KINDS)
     history_cmd.add_argument("--alias", choices=STAGES)
@@ -768,7 +763,7 @@ def _add_server_commands(
         help="replay golden rows against a stage's server; exit 2 on failure",
     )
     smoke_cmd.add_argument("--stage", required=True, choices=STAGES)
-    smoke_cmd.add_argument("--rows", type=_positive_int, default=50)
+    smoke_cmd.add_argument("--rows", type=_whole(1), default=50)
     smoke_cmd.add_argument(
         "--no-record", action="store_true", help="do not record the result"
     )
@@ -778,7 +773,7 @@ def _add_server_commands(
         "logs", parents=[common], help="the last lines a stage's server wrote"
     )
     logs_cmd.add_argument("--stage", required=True, choices=STAGES)
-    logs_cmd.add_argument("--lines", type=_positive_int, default=200)
+    logs_cmd.add_argument("--lines", type=_whole(1), default=200)
     logs_cmd.set_defaults(handler=_logs)
 
     servers_cmd = commands.add_parser(

@@ -47,7 +47,8 @@ def evaluate_payload(payload: Any, threshold: float) -> dict[str, Any]:
         or not isinstance(accuracy, int | float)
         or not math.isfinite(accuracy)
     ):
-        shown = json.dumps(accuracy) if _is_json(accuracy) else repr(accuracy)
+        # Said as JSON (true, "0.9"), the language the caller wrote it in.
+        shown = json.dumps(accuracy, default=repr)
         raise GateError(f"accuracy {shown} is not a number; send e.g. 0.93.")
     if not 0 <= accuracy <= 1:
         raise GateError(
@@ -61,11 +62,3 @@ def evaluate_payload(payload: Any, threshold: float) -> dict[str, Any]:
         "model_version": payload["model_version"],
         "run_id": payload["run_id"],
     }
-
-
-def _is_json(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True

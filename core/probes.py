@@ -115,23 +115,17 @@ def probe(settings: Settings, stage: Stage, timeout: float = 2.0) -> ProbeResult
     started = time.perf_counter()
     code, health = fetch_health(url, timeout)
     elapsed = round((time.perf_counter() - started) * 1000, 1)
-    expected_run: str | None = None
-    try:
-        expected = alias_version(settings, stage)
-        if expected is not None:
-            expected_run = get_version(settings, expected, with_run=False).run_id
-        registry_error = ""
-    except StudioError as exc:
-        expected, registry_error = None, str(exc)
     served = health.get("model_version") if code == 200 else None
     served = None if served is None else str(served)
-    # A version number alone proves nothing: another store, or another model on
-    # the same port, can serve a "version 1" too. Identity is name, stage and run.
-    foreign = (
-        _identity_problems(settings, stage, health, expected, expected_run)
-        if served is not None and not registry_error
-        else []
-    )
+    try:
+        expected = alias_version(settings, stage)
+        # A version number alone proves nothing: another store, or another model
+        # on the same port, can serve a "version 1" too. Identity is name, stage
+        # and run.
+        foreign = _identity_problems(settings, stage, health) if served else []
+        registry_error = ""
+    except StudioError as exc:
+        expected, foreign, registry_error = None, [], str(exc)
     matches = (
         None if served is None or registry_error else served == expected and not foreign
     )
@@ -192,13 +186,9 @@ def _judge(
 
 
 def _identity_problems(
-    settings: Settings,
-    stage: Stage,
-    health: dict[str, Any],
-    expected: str | None,
-    expected_run: str | None,
+    settings: Settings, stage: Stage, health: dict[str, Any]
 ) -> list[str]:
-    """What in the health body says this server is not the alias's version."""
+    """What in the health body says this server is not one of this registry's."""
     problems = []
     served_name = health.get("model_name")
     if served_name is not None and served_name != settings.model_name:
@@ -216,7 +206,7 @@ def _identity_problems(
     served = str(health.get("model_version"))
     if problems or not served_run:
         return problems
-    ours = expected_run if served == expected else _run_of(settings, served)
+    ours = _run_of(settings, served)
     if ours != served_run:
         held = (
             f"this registry's version {served} comes from run {ours}"

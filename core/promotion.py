@@ -82,21 +82,22 @@ def preconditions(
 
 def _gate_passed(settings: Settings, info: VersionInfo) -> Precondition:
     name = "gate passed"
-    if info.gate_passed is None:
+    state = info.gate_state(None)
+    if state == "":
         return Precondition(
             name,
             False,
             f"version {info.version} has no gate result; "
             f"run `python -m core gate {info.version}` first",
         )
-    if not info.gate_passed:
+    if state == "fail":
         summary = info.tags.get(tags.GATE_SUMMARY, "")
         return Precondition(
             name, False, f"the last gate of version {info.version} failed: {summary}"
         )
     current = load_policy(settings).digest
     recorded = info.tags.get(tags.GATE_POLICY_DIGEST, "")
-    if recorded != current:
+    if info.gate_state(current) == "stale":
         return Precondition(
             name,
             False,

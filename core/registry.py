@@ -72,6 +72,20 @@ class VersionInfo:
         raw = self.tags.get(tags.GATE_PASSED)
         return None if raw is None else tags.is_true(raw)
 
+    def gate_state(self, policy_digest: str | None) -> str:
+        """The gate as "pass", "fail", "stale" or "" (never run).
+
+        "stale": it passed another policy than `policy_digest`, the one in
+        force, which promotion does not accept. Without a digest a pass stays
+        a pass.
+        """
+        if self.gate_passed is None:
+            return ""
+        if not self.gate_passed:
+            return "fail"
+        recorded = self.tags.get(tags.GATE_POLICY_DIGEST, "")
+        return "stale" if policy_digest and recorded != policy_digest else "pass"
+
     @property
     def smoke_passed(self) -> bool | None:
         """Last recorded smoke outcome, or None when no smoke test ran."""

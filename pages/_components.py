@@ -26,7 +26,7 @@ import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 from streamlit.runtime.pages_manager import PagesManager
 
-from core import artifacts, audit, deployment, gates, probes, promotion, registry, tags
+from core import artifacts, audit, deployment, gates, probes, promotion, registry
 from core.config import STAGES, Settings, Stage, load_settings, with_actor
 from core.errors import (
     BackendUnavailableError,
@@ -563,24 +563,9 @@ def outcome_md(passed: bool | None, label: str) -> str:
     return badge_md(f"{label} failed", FAIL, ":material/close:")
 
 
-def gate_outcome(info: VersionInfo, policy_digest: str | None) -> str:
-    """The version's gate as "pass", "fail", "stale" or "" (not run).
-
-    "stale": it passed another policy than `policy_digest`, the one in force,
-    which promotion does not accept (see core.promotion). Without a digest a
-    pass stays a pass.
-    """
-    if info.gate_passed is None:
-        return ""
-    if not info.gate_passed:
-        return "fail"
-    recorded = info.tags.get(tags.GATE_POLICY_DIGEST, "")
-    return "stale" if policy_digest and recorded != policy_digest else "pass"
-
-
 def gate_md(info: VersionInfo, policy_digest: str | None) -> str:
     """Markdown badge for the version's gate, amber when it passed an old policy."""
-    if gate_outcome(info, policy_digest) == "stale":
+    if info.gate_state(policy_digest) == "stale":
         return badge_md("gate stale", WAIT, ":material/history:")
     return outcome_md(info.gate_passed, "gate")
 
@@ -603,7 +588,7 @@ def version_label(info: VersionInfo, policy_digest: str | None = None) -> str:
     "gate stale".
     """
     held = f" · {', '.join(info.aliases)}" if info.aliases else ""
-    gate = GATE_LABEL[gate_outcome(info, policy_digest)]
+    gate = GATE_LABEL[info.gate_state(policy_digest)]
     accuracy = info.metrics.get("accuracy")
     score = f" · acc {accuracy:.3f}" if accuracy is not None else ""
     return f"v{info.version}{held}{gate}{score}"

@@ -74,7 +74,7 @@ def latest_versions(infos: list[VersionInfo], policy_digest: str) -> None:
             "estimator": i.tags.get("studio.estimator", ""),
             "accuracy": i.metrics.get("accuracy"),
             "f1": i.metrics.get("f1"),
-            "gate": ui.gate_outcome(i, policy_digest),
+            "gate": i.gate_state(policy_digest),
             "smoke": {None: "", True: "pass", False: "fail"}[i.smoke_passed],
             "registered": i.created_at.strftime("%b %d %H:%M"),
         }

@@ -462,6 +462,8 @@ class DockerBackend:
             "PORT": str(port),
         }
         if self.settings.is_embedded:
+            # `_prepare` started it, but the other stage's `stop` may have found
+            # it idle since we removed our old container; this is a no-op if not.
             self._ensure_tracking_server(stage, say)
             seen_as = "127.0.0.1" if host_network else CONTAINER_HOST_ALIAS
             environment["MLFLOW_TRACKING_URI"] = tracking_server.tracking_server_url(

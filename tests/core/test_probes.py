@@ -66,17 +66,19 @@ def test_probe_and_smoke_refuse_a_server_of_another_model(
 
 
 def test_same_version_number_from_another_run_is_a_mismatch(store: Store) -> None:
+    ours = get_version(store.settings, "1").run_id
     health = {
         "model_name": store.settings.model_name,
         "stage": "staging",
         "model_version": "1",
         "run_id": "run-of-another-store",
     }
-    problems = _identity_problems(store.settings, "staging", health, "1", "our-run")
+    problems = _identity_problems(store.settings, "staging", health)
     assert len(problems) == 1
     assert "belongs to another tracking store" in problems[0]
-    same = {**health, "run_id": "our-run"}
-    assert _identity_problems(store.settings, "staging", same, "1", "our-run") == []
+    assert f"this registry's version 1 comes from run {ours}" in problems[0]
+    same = {**health, "run_id": ours}
+    assert _identity_problems(store.settings, "staging", same) == []
 
 
 def test_a_version_this_registry_lacks_belongs_to_another_store(store: Store) -> None:
@@ -86,14 +88,14 @@ def test_a_version_this_registry_lacks_belongs_to_another_store(store: Store) ->
         "model_version": "99",
         "run_id": "run-elsewhere",
     }
-    [problem] = _identity_problems(store.settings, "staging", health, "1", "r")
+    [problem] = _identity_problems(store.settings, "staging", health)
     assert "this registry has no version 99" in problem
     assert "STUDIO_STAGING_PORT" in problem
 
 
 def test_a_server_answering_for_the_other_stage_is_a_mismatch(store: Store) -> None:
     health = {"model_name": store.settings.model_name, "stage": "production"}
-    problems = _identity_problems(store.settings, "staging", health, "1", "r")
+    problems = _identity_problems(store.settings, "staging", health)
     assert problems and "says it is the production server" in problems[0]
 
 

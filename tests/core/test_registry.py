@@ -7,11 +7,12 @@ import threading
 import time
 import warnings
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from core import registry
+from core import registry, tags
 from core.config import Settings, load_settings
 from core.errors import (
     AliasNotSetError,
@@ -19,6 +20,7 @@ from core.errors import (
     RegistryError,
     VersionNotFoundError,
 )
+from core.registry import VersionInfo
 from core.tracking import client_for
 from tests.conftest import Trained, free_port
 
@@ -264,3 +266,27 @@ def test_an_unreachable_server_is_named_without_credentials(
 
     assert str(raised.value).startswith(f"MLflow at http://***@127.0.0.1:{port} failed")
     assert "pw-0b7e" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "digest", "state"),
+    [
+        ({}, "abc", ""),
+        ({tags.GATE_PASSED: "false", tags.GATE_POLICY_DIGEST: "abc"}, "abc", "fail"),
+        ({tags.GATE_PASSED: "true", tags.GATE_POLICY_DIGEST: "abc"}, "abc", "pass"),
+        ({tags.GATE_PASSED: "true", tags.GATE_POLICY_DIGEST: "old"}, "abc", "stale"),
+        ({tags.GATE_PASSED: "true", tags.GATE_POLICY_DIGEST: "old"}, None, "pass"),
+    ],
+)
+def test_gate_state_tells_a_pass_under_another_policy_as_stale(
+    recorded: dict[str, str], digest: str | None, state: str
+) -> None:
+    info = VersionInfo(
+        model_name="m",
+        version="1",
+        run_id="r",
+        created_at=datetime.now(UTC),
+        aliases=(),
+        tags=recorded,
+    )
+    assert info.gate_state(digest) == state
