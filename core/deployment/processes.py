@@ -32,6 +32,9 @@ POLL_S = 0.1
 # child stays a zombie (and looks alive to kill(pid, 0)) until waited for.
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
+_HAS_PROC = Path("/proc/self/stat").exists()
+_EXITED = ("Z", "X")  # exited, waiting to be reaped
+
 
 @dataclass(frozen=True)
 class Spawned:
@@ -74,15 +77,9 @@ def start_token(pid: int) -> str | None:
     Linux: the start time in clock ticks since boot from ``/proc``. Elsewhere:
     the start time printed by ``ps``. None when no such process is running.
     """
-    stat = Path(f"/proc/{pid}/stat")
-    if Path("/proc/self/stat").exists():
-        try:
-            text = stat.read_text()
-        except OSError:
-            return None
-        # The command name (field 2) may hold spaces; fields after it do not.
-        fields = text[text.rindex(")") + 2 :].split()
-        if fields[0] in ("Z", "X"):  # exited, waiting to be reaped
+    if _HAS_PROC:
+        fields = _proc_stat(Path(f"/proc/{pid}/stat"))
+        if fields is None or fields[0] in _EXITED:
             return None
         return fields[19]
     result = subprocess.run(
@@ -99,21 +96,43 @@ def start_token(pid: int) -> str | None:
 
 def is_ours(pid: int, token: str) -> bool:
     """True when `pid` runs and is the very process we recorded."""
-    _reap(pid)
+    _reap_children()
     current = start_token(pid)
     return current is not None and current == token
 
 
 def group_exists(pgid: int) -> bool:
-    """True while any process of the group `pgid` remains."""
-    _reap(pgid)
+    """True while any process of the group `pgid` runs (zombies do not count)."""
+    _reap_children()
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    # killpg still finds an exited leader until its parent reaps it, and that
+    # parent may be another program (the app that launched the server while
+    # the CLI stops it): ask /proc whether any member still runs.
+    return _has_running_member(pgid) if _HAS_PROC else True
+
+
+def _has_running_member(pgid: int) -> bool:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = _proc_stat(stat)
+        # After the command name: state, ppid, pgrp, ...
+        if fields is not None and fields[2] == str(pgid) and fields[0] not in _EXITED:
+            return True
+    return False
+
+
+def _proc_stat(path: Path) -> list[str] | None:
+    """The fields of a /proc/<pid>/stat after the command name, or None if gone."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces; fields after it do not.
+    return text[text.rindex(")") + 2 :].split()
 
 
 def owns_group(pid: int, token: str) -> bool:
@@ -205,7 +224,9 @@ def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
     return condition()
 
 
-def _reap(pid: int) -> None:
-    child = _children.get(pid)
-    if child is not None and child.poll() is not None:
-        del _children[pid]
+def _reap_children() -> None:
+    # Every exited child of ours, not only the one asked about: a long-lived
+    # caller (the app) would otherwise keep a zombie per server it launched.
+    for child_pid, child in list(_children.items()):
+        if child.poll() is not None:
+            del _children[child_pid]

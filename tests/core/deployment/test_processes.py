@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -122,3 +123,19 @@ def test_a_stopped_model_server_shuts_down_cleanly(store: Store) -> None:
     assert stopped.state == "stopped"
     assert "Traceback" not in log
     assert log.rstrip().endswith("serving.cli: server stopped"), log
+
+
+def test_a_group_whose_leader_is_an_unreaped_zombie_is_gone() -> None:
+    # Started outside processes.spawn, so nothing here reaps it: like a server
+    # the app launched and the CLI stops, its exit leaves a zombie behind.
+    leader = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while processes.start_token(leader.pid) is not None:
+            assert time.monotonic() < deadline, "the leader did not exit"
+            time.sleep(0.05)
+        os.killpg(leader.pid, 0)  # the kernel still counts the zombie
+
+        assert not processes.group_exists(leader.pid)
+    finally:
+        leader.wait()
