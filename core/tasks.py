@@ -97,6 +97,11 @@ class TaskBoard:
         ).start()
         return task
 
+    def finished(self) -> list[Task]:
+        """The last task of each key that has ended."""
+        with self._lock:
+            return [t for t in self._tasks.values() if not t.running]
+
     def running(self) -> bool:
         """True while any task runs."""
         with self._lock:

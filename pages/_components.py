@@ -508,6 +508,16 @@ def task_panel(key: str) -> Task | None:
     return task
 
 
+def acknowledge_finished_tasks() -> None:
+    """Drop cached reads for tasks that ended since this session last looked.
+
+    Call it before drawing anything a task may have changed: the task panel
+    acknowledges too, but only where it is drawn, after the state above it.
+    """
+    for task in task_board().finished():
+        _acknowledge(task)
+
+
 def _acknowledge(task: Task) -> None:
     """Refresh cached reads once per session after a task finished."""
     seen = st.session_state.setdefault("task.seen", set())

@@ -229,6 +229,7 @@ def server_panel(
 
 
 s = ui.settings()
+ui.acknowledge_finished_tasks()
 st.title("Deployments")
 with ui.reporting("Choosing the deployment backend"):
     st.caption(

@@ -407,6 +407,7 @@ def _rollback_confirm(s: Settings, stage: Stage, current: str, target: str) -> N
 
 
 s = ui.settings()
+ui.acknowledge_finished_tasks()
 st.title("Promote")
 st.caption(
     "Candidate → gate → staging → smoke → production. Releasing to a stage moves "
